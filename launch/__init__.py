@@ -1,0 +1,1 @@
+"""Launching gin-configured jobs on TPU VMs and pod slices (later issue)."""

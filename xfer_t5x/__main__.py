@@ -1,0 +1,5 @@
+import sys
+
+from xfer_t5x.cli import main
+
+sys.exit(main())

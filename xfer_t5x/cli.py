@@ -1,0 +1,53 @@
+"""The `xfer-t5x` command: one entry point, subcommands in T5X's idiom.
+
+Each subcommand lives in its own module, which exposes `add_arguments(parser)` and
+`run(args) -> int`. Modules are imported only when their subcommand runs, so `--help` is fast
+and a broken optional dependency of one command does not break the others.
+"""
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+SUBCOMMANDS = {
+    "train": ("xfer_t5x.runtime.train_cmd", "train a model from gin files (pretrain, intermediate or target phase)"),
+    "eval": ("xfer_t5x.evaluation.eval_cmd", "evaluate a checkpoint on tasks or mixtures, partitioned"),
+    "infer": ("xfer_t5x.evaluation.infer_cmd", "decode or score inputs with a checkpoint"),
+    "print-config": ("xfer_t5x.runtime.print_config_cmd", "print the operative gin config without running"),
+    "convert": ("xfer_t5x.interop.convert_cmd", "convert checkpoints between Hugging Face, T5X and xfer_t5x"),
+    "tasks": ("xfer_t5x.tasks.cli", "list, show and preview registered SeqIO tasks and mixtures"),
+    "bench": ("xfer_t5x.runtime.bench", "benchmark train-step throughput and MFU for a model config"),
+    "grid": ("xfer_t5x.experiments.grid_cmd", "run or inspect the experiment grid (run, status)"),
+    "results": ("xfer_t5x.experiments.results_cmd", "print the results table and export CSV"),
+    "analyze": ("xfer_t5x.analysis.analyze_cmd", "transfer gain vs. linguistic distance report"),
+    "distances": ("xfer_t5x.analysis.distances_cmd", "print language distances from English (URIEL)"),
+    "demo": ("xfer_t5x.experiments.demo", "the whole study in miniature on CPU (tiny models, local data)"),
+}
+
+
+def build_parser(argv):
+  parser = argparse.ArgumentParser(prog="xfer-t5x", description=__doc__.splitlines()[0])
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+  # Only import the module of the chosen subcommand.
+  chosen = next((a for a in argv if not a.startswith("-")), None)
+  for name, (module, help_text) in SUBCOMMANDS.items():
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    if name == chosen:
+      mod = importlib.import_module(module)
+      mod.add_arguments(p)
+      p.set_defaults(_run=mod.run)
+  return parser
+
+
+def main(argv=None):
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser = build_parser(argv)
+  args = parser.parse_args(argv)
+  if not getattr(args, "_run", None):
+    parser.print_help()
+    return 2
+  return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
