@@ -18,9 +18,15 @@ def cross_entropy_with_z_loss(logits, targets, weights, *, z_loss=1e-4, label_sm
   confidence = 1.0 - label_smoothing
   low = label_smoothing / (vocab - 1)
   norm_const = -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
+  norm_const = norm_const if label_smoothing else 0.0
   log_z = jax.nn.logsumexp(logits, axis=-1)
-  soft = jax.nn.one_hot(targets, vocab, on_value=confidence, off_value=low, dtype=jnp.float32)
-  nll = -jnp.sum(soft * (logits - log_z[..., None]), axis=-1) - norm_const
+  log_p = logits - log_z[..., None]
+  target_log_p = jnp.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
+  if label_smoothing:
+    # sum_v soft_v log p_v with soft = low everywhere and `confidence` at the target.
+    nll = -(low * jnp.sum(log_p, axis=-1) + (confidence - low) * target_log_p) - norm_const
+  else:
+    nll = -target_log_p
   z = z_loss * jnp.square(log_z)
   w = weights.astype(jnp.float32)
   return (nll + z) * w, z * w
