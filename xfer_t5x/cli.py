@@ -41,8 +41,11 @@ def build_parser(argv):
 
 def main(argv=None):
   argv = list(sys.argv[1:] if argv is None else argv)
-  parser = build_parser(argv)
-  args = parser.parse_args(argv)
+  from xfer_t5x.runtime import gin_utils  # pylint: disable=g-import-not-at-top
+  rest, bindings = gin_utils.extract_gin_bindings(argv)
+  parser = build_parser(rest)
+  args = parser.parse_args(rest)
+  gin_utils.finish_namespace(args, bindings)
   if not getattr(args, "_run", None):
     parser.print_help()
     return 2

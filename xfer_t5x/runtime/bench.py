@@ -1,0 +1,116 @@
+"""`xfer-t5x bench`: train-step throughput and MFU of a model config on this machine.
+
+Random tokens, Adafactor at T5X's settings, the real jit'd step (sharded over the default mesh).
+MFU is stated against the best dense float32 matmul measured in the same invocation (JAX, and
+PyTorch if installed): a benchmark prints figures, it asserts nothing.
+
+  xfer-t5x bench --config bench            # RESEARCH.md's "bench" config
+  xfer-t5x bench --config tiny --steps 50
+  xfer-t5x bench --gin_file models/mt5_small.gin --batch_size 8 --inputs_length 512
+"""
+import json
+import statistics
+import time
+
+import numpy as np
+
+from xfer_t5x.runtime import gin_utils
+
+# RESEARCH.md's peer-comparison configs: (model fields, batch, inputs length, targets length)
+NAMED_CONFIGS = {
+    "tiny": (dict(vocab_size=384, emb_dim=64, num_heads=4, head_dim=16, mlp_dim=128,
+                  num_encoder_layers=2, num_decoder_layers=2), 16, 32, 32),
+    "bench": (dict(vocab_size=32128, emb_dim=512, num_heads=8, head_dim=64, mlp_dim=1024,
+                   num_encoder_layers=4, num_decoder_layers=4), 8, 256, 64),
+}
+
+
+def add_arguments(parser):
+  parser.add_argument("--config", choices=sorted(NAMED_CONFIGS), default=None,
+                      help="a named peer-comparison config; else the gin-bound T5Config")
+  parser.add_argument("--batch_size", type=int, default=None)
+  parser.add_argument("--inputs_length", type=int, default=None)
+  parser.add_argument("--targets_length", type=int, default=None)
+  parser.add_argument("--vocab_size", type=int, default=32128,
+                      help="vocabulary size for gin-bound configs (default 32128)")
+  parser.add_argument("--steps", type=int, default=20, help="timed steps (after 2 warm-up)")
+  parser.add_argument("--dtype", default="float32", help="activation dtype")
+  parser.add_argument("--microbatches", type=int, default=1)
+  parser.add_argument("--json", default=None, help="also write the figures to this file")
+  gin_utils.add_gin_arguments(parser)
+
+
+def torch_matmul_peak(n=1024, repeats=5):
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  a = torch.ones((n, n), dtype=torch.float32)
+  a @ a
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    a @ a
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
+def run(args) -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.model.api import EncoderDecoderModel
+  from xfer_t5x.model.config import T5Config
+  from xfer_t5x.runtime import flops, peak, train_state
+  from xfer_t5x.runtime.optimizer import Adafactor
+  from xfer_t5x.runtime.partitioning import make_partitioner
+  from xfer_t5x.runtime.train_step import make_train_step
+
+  gin_utils.setup_gin_from_args(args)
+  if args.config:
+    fields, b, li, lt = NAMED_CONFIGS[args.config]
+    config = T5Config(**fields, dropout_rate=0.0, dtype=args.dtype)
+  else:
+    config = T5Config().with_vocab(args.vocab_size).replace(dtype=args.dtype)
+    b, li, lt = 8, 512, 128
+  b = args.batch_size or b
+  li = args.inputs_length or li
+  lt = args.targets_length or lt
+  model = EncoderDecoderModel(config)
+  partitioner = make_partitioner()
+  optimizer = Adafactor(model.logical_axes())
+  state = train_state.init_state(model, optimizer, partitioner, jax.random.PRNGKey(0))
+  step = make_train_step(model, optimizer, partitioner, num_microbatches=args.microbatches)
+  rng = np.random.RandomState(0)
+  tgt = rng.randint(2, config.vocab_size, (b, lt)).astype(np.int32)
+  host = {"encoder_input_tokens": rng.randint(2, config.vocab_size, (b, li)).astype(np.int32),
+          "decoder_target_tokens": tgt,
+          "decoder_input_tokens": np.concatenate([np.zeros((b, 1), np.int32), tgt[:, :-1]], 1)}
+  batch = jax.device_put(host, partitioner.batch_sharding())
+  times = []
+  for i in range(args.steps + 2):
+    t = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics["loss"])
+    if i >= 2:
+      times.append(time.perf_counter() - t)
+  med = statistics.median(times)
+  step_flops = flops.train_step_flops(config, b, li, lt)
+  jax_peak = peak.measured_matmul_peak() * jax.device_count()
+  torch_peak = torch_matmul_peak()
+  best_peak = max(p for p in (jax_peak, torch_peak) if p)
+  out = {
+      "config": args.config or "gin", "devices": jax.device_count(),
+      "platform": jax.devices()[0].platform, "batch": b, "inputs_length": li,
+      "targets_length": lt, "dtype": args.dtype, "median_step_ms": med * 1e3,
+      "steps_per_second": 1 / med, "tokens_per_second": b * (li + lt) / med,
+      "target_tokens_per_second": b * lt / med, "gflop_per_step": step_flops / 1e9,
+      "achieved_gflops": step_flops / med / 1e9,
+      "matmul_peak_gflops_jax": jax_peak / 1e9,
+      "matmul_peak_gflops_torch": torch_peak / 1e9 if torch_peak else None,
+      "mfu": step_flops / med / best_peak,
+  }
+  for k, v in out.items():
+    print(f"{k:28s} {v:.4g}" if isinstance(v, float) else f"{k:28s} {v}")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(out, f, indent=1)
+  return 0

@@ -1,0 +1,191 @@
+"""The train loop: gin config -> mesh -> sharded state -> jit'd steps -> metrics -> checkpoints.
+
+Sections, in the order a run meets them: setup (distributed, vocabulary and tasks, mesh, model,
+optimizer); state (resume from the model dir's latest complete checkpoint, else an initial
+checkpoint, else a fresh sharded init); data (this host's shard as global arrays, at the
+checkpoint's position); the loop (steps, metrics every `log_every`, checkpoints every
+`checkpoint_period`, a final one, and one on SIGTERM before exiting cleanly).
+"""
+import dataclasses
+import hashlib
+import time
+from typing import Any, Dict, Mapping, Optional
+
+import gin
+import jax
+import jax.numpy as jnp
+
+from xfer_t5x.model.api import EncoderDecoderModel
+from xfer_t5x.model.config import T5Config
+from xfer_t5x.runtime import checkpoints as ckpt_lib
+from xfer_t5x.runtime import data as data_lib
+from xfer_t5x.runtime import distributed
+from xfer_t5x.runtime import flops as flops_lib
+from xfer_t5x.runtime import gin_utils
+from xfer_t5x.runtime import model_info
+from xfer_t5x.runtime import peak
+from xfer_t5x.runtime.metrics_writer import MetricsWriter, log
+from xfer_t5x.runtime.optimizer import Adafactor
+from xfer_t5x.runtime.partitioning import Partitioner, make_partitioner
+from xfer_t5x.runtime import train_state as ts
+from xfer_t5x.runtime.train_step import make_train_step
+from xfer_t5x.runtime import vocab_setup
+
+
+@dataclasses.dataclass
+class TrainResult:
+  model_dir: str
+  step: int
+  last_metrics: Dict[str, float]
+  preempted: bool = False
+
+
+def build_model(vocabulary, model_config: Optional[T5Config] = None) -> EncoderDecoderModel:
+  """The gin-bound architecture with the vocabulary's size."""
+  config = (model_config or T5Config()).with_vocab(vocabulary.vocab_size)
+  return EncoderDecoderModel(config)
+
+
+def _summarize(sums: Mapping[str, float], elapsed: float, steps: int, batch_tokens,
+               flops_per_step: float, peak_flops: float) -> Dict[str, float]:
+  w = max(sums["weight_sum"], 1.0)
+  seqs = sums["num_examples"]
+  out = {
+      "loss": sums["loss"] / steps,
+      "loss_per_token": sums["loss_sum"] / w,
+      "accuracy": sums["correct"] / w,
+      "z_loss": sums["z_loss_sum"] / w,
+      "learning_rate": sums["learning_rate"] / steps,
+      "grad_norm": sums["grad_norm"] / steps,
+      "seqs_per_second": seqs / elapsed,
+      "tokens_per_second": batch_tokens * steps / elapsed,
+      "steps_per_second": steps / elapsed,
+  }
+  if peak_flops:
+    out["mfu"] = flops_per_step * steps / elapsed / peak_flops
+  return out
+
+
+@gin.configurable(denylist=["stop_after_steps"])
+def train(model_dir: str = gin.REQUIRED,
+          mixture_or_task_name: str = gin.REQUIRED,
+          task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+          train_steps: int = gin.REQUIRED,
+          batch_size: int = 32,
+          model_config: Optional[T5Config] = None,
+          partitioner: Optional[Partitioner] = None,
+          num_microbatches: int = 1,
+          seed: int = 0,
+          shuffle: bool = True,
+          pack: bool = True,
+          split: str = "train",
+          use_dropout: bool = True,
+          checkpoint_period: int = 1000,
+          keep_checkpoints: int = 3,
+          async_checkpointing: bool = True,
+          log_every: int = 50,
+          initial_checkpoint: Optional[str] = None,
+          initial_checkpoint_format: str = "auto",
+          peak_flops_per_device: Optional[float] = None,
+          stop_after_steps: Optional[int] = None) -> TrainResult:
+  """Trains `train_steps` steps in total (a restart continues where the last checkpoint left).
+
+  Args:
+    model_dir: where config.gin, model-info.txt, checkpoint_<step>/ and train/ go.
+    mixture_or_task_name: a registered SeqIO task or mixture.
+    task_feature_lengths: e.g. {"inputs": 1024, "targets": 128}.
+    train_steps: the step to stop at (absolute, as T5X).
+    batch_size: global batch in sequences (packed), split over the data-parallel devices.
+    initial_checkpoint: used only when model_dir has no checkpoint: a T5X checkpoint dir
+      (legacy or Orbax), a Hugging Face mT5 dir, or an xfer_t5x checkpoint_<step> dir; its
+      parameters start the run with a fresh optimizer at step 0.
+    peak_flops_per_device: the peak MFU is stated against; None: the device table, or on CPU
+      a dense float32 matmul measured once at start-up.
+    stop_after_steps: stop (checkpointing) after this many steps of this invocation (tests).
+  """
+  distributed.initialize()
+  vocabulary = vocab_setup.setup_vocabulary_and_tasks()
+  partitioner = partitioner or make_partitioner()
+  model = build_model(vocabulary, model_config)
+  optimizer = Adafactor(model.logical_axes())
+  gin_text = gin_utils.operative_config_text()
+  if jax.process_index() == 0:
+    gin_utils.write_operative_config(model_dir)
+    gin_utils.write_model_info(model_dir, model_info.lines(model, optimizer, partitioner))
+
+  # --- state ------------------------------------------------------------------------------
+  checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
+                                       async_save=async_checkpointing)
+  abstract = ts.abstract_state(model, optimizer, partitioner)
+  latest = checkpointer.latest_step()
+  data_state = None
+  if latest is not None:
+    state, extra = checkpointer.restore(latest, abstract)
+    data_state = (extra or {}).get("data", {}).get(str(jax.process_index()))
+    log("resumed from %s/checkpoint_%d", model_dir, latest)
+  elif initial_checkpoint:
+    from xfer_t5x.interop import load as load_lib  # pylint: disable=g-import-not-at-top
+    params = load_lib.load_params(initial_checkpoint, model, partitioner,
+                                  fmt=initial_checkpoint_format)
+    state = ts.state_from_params(params, model, optimizer, partitioner)
+    log("initialised from %s", initial_checkpoint)
+  else:
+    state = ts.init_state(model, optimizer, partitioner, jax.random.PRNGKey(seed))
+  start_step = int(state.step)
+
+  # --- data -------------------------------------------------------------------------------
+  iterator = data_lib.DataIterator(
+      mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,
+      split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack)
+  if data_state is not None:
+    iterator.restore(data_state)
+
+  # --- loop -------------------------------------------------------------------------------
+  step_fn = make_train_step(model, optimizer, partitioner, num_microbatches=num_microbatches,
+                            dropout_seed=seed, use_dropout=use_dropout)
+  in_len = task_feature_lengths["inputs"]
+  tgt_len = task_feature_lengths["targets"]
+  flops_per_step = flops_lib.train_step_flops(model.config, batch_size, in_len, tgt_len)
+  peak_flops = (peak_flops_per_device or peak.device_peak_flops()) * jax.device_count()
+  writer = MetricsWriter(f"{model_dir}/train", train_steps)
+  preemption = ckpt_lib.PreemptionFlag()
+  preemption.install()
+  log("training %s on %s: steps %d -> %d, global batch %d, mesh %s, %.3g GFLOP/step",
+      model.config.__class__.__name__, mixture_or_task_name, start_step, train_steps,
+      batch_size, dict(partitioner.mesh.shape), flops_per_step / 1e9)
+
+  def save(step, force=False):
+    extra = {"data": {str(jax.process_index()): iterator.state()},
+             "gin_sha256": hashlib.sha256(gin_text.encode()).hexdigest()}
+    checkpointer.save(step, state, extra_json=extra, force=force)
+
+  sums, window_steps, t0 = None, 0, time.time()
+  last, step, preempted = {}, start_step, False
+  done_here = 0
+  while step < train_steps:
+    batch = iterator.next_global(partitioner.mesh, partitioner.batch_sharding())
+    state, metrics = step_fn(state, batch)
+    step += 1
+    done_here += 1
+    window_steps += 1
+    # Accumulate on device (asynchronous); fetch only when logging.
+    sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
+    if step % log_every == 0 or step == train_steps:
+      last = _summarize(jax.device_get(sums), time.time() - t0, window_steps, batch_size * (in_len + tgt_len),
+                        flops_per_step, peak_flops)
+      writer.write(step, last)
+      sums, window_steps, t0 = None, 0, time.time()
+    if preemption.requested():
+      save(step, force=True)
+      preempted = True
+      log("preemption requested: saved checkpoint_%d, exiting", step)
+      break
+    if step % checkpoint_period == 0 or step == train_steps:
+      save(step, force=step == train_steps)
+    if stop_after_steps is not None and done_here >= stop_after_steps and step < train_steps:
+      save(step, force=True)
+      break
+  checkpointer.wait()
+  checkpointer.close()
+  writer.close()
+  return TrainResult(model_dir, step, last, preempted)
