@@ -62,12 +62,13 @@ def train_step(state: TrainState, batch, *, model, optimizer, num_microbatches=1
 
 
 def make_train_step(model, optimizer, partitioner, num_microbatches=1, dropout_seed=0,
-                    donate=True):
+                    use_dropout=True, donate=True):
   """The jit'd step with the state sharded by its logical axes, the batch over 'batch', and
   the old state donated."""
   shardings = state_shardings(model, optimizer, partitioner)
   fn = functools.partial(train_step, model=model, optimizer=optimizer,
-                         num_microbatches=num_microbatches, dropout_seed=dropout_seed)
+                         num_microbatches=num_microbatches, dropout_seed=dropout_seed,
+                         use_dropout=use_dropout)
   jitted = jax.jit(fn, in_shardings=(shardings, partitioner.batch_sharding()),
                    out_shardings=(shardings, partitioner.replicated()),
                    donate_argnums=(0,) if donate else ())

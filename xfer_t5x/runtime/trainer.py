@@ -134,7 +134,7 @@ def train(model_dir: str = gin.REQUIRED,
   start_step = int(state.step)
 
   # --- data -------------------------------------------------------------------------------
-  iterator = data_lib.DataIterator(
+  iterator = data_lib.DataIterator.from_task(
       mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,
       split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack)
   if data_state is not None:
@@ -150,8 +150,8 @@ def train(model_dir: str = gin.REQUIRED,
   writer = MetricsWriter(f"{model_dir}/train", train_steps)
   preemption = ckpt_lib.PreemptionFlag()
   preemption.install()
-  log("training %s on %s: steps %d -> %d, global batch %d, mesh %s, %.3g GFLOP/step",
-      model.config.__class__.__name__, mixture_or_task_name, start_step, train_steps,
+  log("training %s params on %s: steps %d -> %d, global batch %d, mesh %s, %.3g GFLOP/step",
+      f"{sum(x.size for x in jax.tree_util.tree_leaves(state.params)):,}", mixture_or_task_name, start_step, train_steps,
       batch_size, dict(partitioner.mesh.shape), flops_per_step / 1e9)
 
   def save(step, force=False):
@@ -163,7 +163,8 @@ def train(model_dir: str = gin.REQUIRED,
   last, step, preempted = {}, start_step, False
   done_here = 0
   while step < train_steps:
-    batch = iterator.next_global(partitioner.mesh, partitioner.batch_sharding())
+    batch = data_lib.to_global(next(iterator), partitioner.mesh,
+                               partitioner.batch_sharding().spec)
     state, metrics = step_fn(state, batch)
     step += 1
     done_here += 1

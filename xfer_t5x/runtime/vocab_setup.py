@@ -8,8 +8,8 @@ import gin
 def setup_vocabulary_and_tasks(vocabulary=None, register: bool = True):
   """Returns the bound vocabulary (default: mT5's SentencePiece model) after registering the
   study's tasks and mixtures with it. Called by every command that touches data or a model."""
-  from xfer_t5x.tasks import registry, vocab  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.tasks import study, vocab  # pylint: disable=g-import-not-at-top
   vocabulary = vocabulary if vocabulary is not None else vocab.default_vocabulary()
   if register:
-    registry.register_tasks(vocabulary)
+    study.register_tasks(vocabulary)
   return vocabulary
