@@ -121,7 +121,7 @@ def train(model_dir: str = gin.REQUIRED,
   data_state = None
   if latest is not None:
     state, extra = checkpointer.restore(latest, abstract)
-    data_state = (extra or {}).get("data", {}).get(str(jax.process_index()))
+    data_state = (extra or {}).get("data")
     log("resumed from %s/checkpoint_%d", model_dir, latest)
   elif initial_checkpoint:
     from xfer_t5x.interop import load as load_lib  # pylint: disable=g-import-not-at-top
@@ -134,9 +134,12 @@ def train(model_dir: str = gin.REQUIRED,
   start_step = int(state.step)
 
   # --- data -------------------------------------------------------------------------------
+  batch_spec = partitioner.batch_sharding().spec
+  layout = data_lib.data_layout(partitioner.mesh, batch_spec, batch_size)
   iterator = data_lib.DataIterator.from_task(
       mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,
-      split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack)
+      split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack,
+      shard_id=layout.shard_id, num_shards=layout.num_shards)
   if data_state is not None:
     iterator.restore(data_state)
 
@@ -155,7 +158,8 @@ def train(model_dir: str = gin.REQUIRED,
       batch_size, dict(partitioner.mesh.shape), flops_per_step / 1e9)
 
   def save(step, force=False):
-    extra = {"data": {str(jax.process_index()): iterator.state()},
+    # The iterator state is the same on every host (Orbax writes the JSON from process 0).
+    extra = {"data": iterator.state(),
              "gin_sha256": hashlib.sha256(gin_text.encode()).hexdigest()}
     checkpointer.save(step, state, extra_json=extra, force=force)
 
@@ -163,8 +167,7 @@ def train(model_dir: str = gin.REQUIRED,
   last, step, preempted = {}, start_step, False
   done_here = 0
   while step < train_steps:
-    batch = data_lib.to_global(next(iterator), partitioner.mesh,
-                               partitioner.batch_sharding().spec)
+    batch = data_lib.to_global(next(iterator), partitioner.mesh, batch_spec)
     state, metrics = step_fn(state, batch)
     step += 1
     done_here += 1
@@ -176,7 +179,7 @@ def train(model_dir: str = gin.REQUIRED,
                         flops_per_step, peak_flops)
       writer.write(step, last)
       sums, window_steps, t0 = None, 0, time.time()
-    if preemption.requested():
+    if preemption.requested(step):
       save(step, force=True)
       preempted = True
       log("preemption requested: saved checkpoint_%d, exiting", step)
