@@ -5,17 +5,43 @@ the gin files under `gin/` travel inside the package as `xfer_t5x/gin_files` (a 
 a package, so nothing shadows gin-config's `gin`).
 """
 import os
+import shutil
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 
 def _gin_files():
+  """Every .gin file under gin/, as paths relative to gin/."""
   out = []
   for root, _, files in os.walk("gin"):
     for f in files:
       if f.endswith(".gin"):
-        out.append(os.path.join(root, f))
-  return out
+        out.append(os.path.relpath(os.path.join(root, f), "gin"))
+  return sorted(out)
+
+
+class BuildPyWithGin(build_py):
+  """build_py that also copies gin/**.gin into the built package as xfer_t5x/gin_files/.
+
+  An editable install skips the copy: `xfer_t5x.runtime.gin_utils.gin_dir()` then finds the
+  repository's gin/ folder beside the package.
+  """
+
+  def run(self):
+    super().run()
+    if getattr(self, "editable_mode", False):
+      return
+    for rel in _gin_files():
+      dst = os.path.join(self.build_lib, "xfer_t5x", "gin_files", rel)
+      os.makedirs(os.path.dirname(dst), exist_ok=True)
+      shutil.copyfile(os.path.join("gin", rel), dst)
+
+  def get_outputs(self, include_bytecode=1):
+    outputs = super().get_outputs(include_bytecode)
+    if not getattr(self, "editable_mode", False):
+      outputs += [os.path.join(self.build_lib, "xfer_t5x", "gin_files", rel) for rel in _gin_files()]
+    return outputs
 
 
 setup(
@@ -49,5 +75,6 @@ setup(
         "test": ["pytest>=8", "torch>=2.5", "transformers>=4.46", "safetensors"],
         "tpu": ["jax[tpu]"],
     },
+    cmdclass={"build_py": BuildPyWithGin},
     entry_points={"console_scripts": ["xfer-t5x=xfer_t5x.cli:main"]},
 )

@@ -26,3 +26,14 @@ def shared_path(*parts):
   if not p.exists():
     pytest.skip(f"{p} is absent (real data samples live in ../shared/data beside the repo)")
   return p
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory):
+  """Demo data in the released file formats plus a local SentencePiece vocabulary, made once
+  per session: {"data_dir": ..., "vocab": ...}."""
+  from xfer_t5x.tasks import demo_data, vocab  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("demo_workspace")
+  data_dir = demo_data.write_demo_data(str(root / "data"))
+  vocab.build_local_vocabulary(demo_data.demo_texts(data_dir), str(root / "spm.model"))
+  return {"data_dir": str(data_dir), "vocab": str(root / "spm.model")}

@@ -1,1 +1,28 @@
-"""interop."""
+"""Checkpoint interop: Hugging Face MT5 (`hf`), T5X legacy and Orbax (`t5x`), shape checks
+(`shapes`) and the `xfer-t5x convert` command (`convert_cmd`).
+
+`load_pretrained(path, config, shardings)` is what the runtime calls for a gin-bound pretrained
+checkpoint path: it recognises an HF folder (config.json) or a T5X / Orbax checkpoint.
+"""
+import os
+from typing import Any, Mapping, Optional
+
+
+def load_pretrained(path: str, config, shardings: Optional[Mapping[str, Any]] = None):
+  """This model's params from an HF, T5X (legacy or Orbax) or xfer_t5x Orbax checkpoint.
+
+  With `shardings` (a params-shaped pytree of jax.sharding.Sharding) every parameter is a global
+  jax.Array; T5X and Orbax checkpoints are then read shard by shard. Raises
+  `shapes.CheckpointShapeError` when the checkpoint does not fit `config`.
+  """
+  from xfer_t5x.interop import hf, t5x  # pylint: disable=g-import-not-at-top
+  path = str(path)
+  if not path.startswith("gs://") and os.path.exists(os.path.join(path, hf.CONFIG_FILE)):
+    params, _ = hf.load_hf(path, config)
+    if shardings is None:
+      return params
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.tree.map(
+        lambda x, s: jax.make_array_from_callback(x.shape, s, lambda i, x=x: x[i]),
+        params, shardings)
+  return t5x.load_t5x_checkpoint(path, config, shardings)

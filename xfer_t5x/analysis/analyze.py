@@ -1,0 +1,173 @@
+"""The whole analysis of one results table: gains -> distances -> statistics -> a result object.
+
+`analyze(results)` runs every estimator of `stats.py` and `mixed_model.py` on the results of a
+grid and returns an `Analysis`, which `report.py` renders. Nothing here prints or plots; data
+too small for an estimator yields a row with a `note` (or a line in `Analysis.notes`), never an
+exception.
+"""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from xfer_t5x.analysis import distances as D
+from xfer_t5x.analysis import gains as G
+from xfer_t5x.analysis import languages as L
+from xfer_t5x.analysis import mixed_model as M
+from xfer_t5x.analysis import stats as S
+
+# featural first: with syntactic, the natural continuous predictor (genetic ties a lot)
+DEFAULT_DISTANCES = ("featural", "syntactic", "phonological", "inventory", "genetic", "geographic")
+TINY_MODEL_PARAMS = 100_000_000
+
+
+@dataclasses.dataclass
+class Analysis:
+  kinds: tuple
+  mode: str
+  summary: dict
+  gains: G.Gains
+  distances: pd.DataFrame
+  frame: pd.DataFrame
+  means: pd.DataFrame
+  spearman: pd.DataFrame
+  size_effects: pd.DataFrame
+  slopes: pd.DataFrame
+  slope_differences: pd.DataFrame
+  mixed: list
+  macro_choices: pd.DataFrame
+  sensitivity: pd.DataFrame
+  notes: list
+  include_english: bool
+  n_boot: int
+  n_perm: int
+
+  @property
+  def primary(self):
+    return self.kinds[0]
+
+
+def _summary(results):
+  sizes = sorted(results[["size", "n_params"]].drop_duplicates().itertuples(index=False, name=None),
+                 key=lambda t: (t[1], t[0]))
+  return dict(
+      n_rows=len(results), n_runs=results["run_id"].nunique(),
+      experiments=sorted(results["experiment"].unique()), sizes=sizes,
+      intermediates=sorted(results["intermediate"].unique()),
+      target_tasks=sorted(results["target_task"].unique()),
+      languages=sorted(results["language"].unique()),
+      seeds=sorted(int(s) for s in results["seed"].unique()),
+      splits=sorted(results["split"].unique()))
+
+
+def _rho(x, y):
+  ok = np.isfinite(x) & np.isfinite(y)
+  if ok.sum() < S.MIN_LANGUAGES or np.unique(x[ok]).size < 2 or np.unique(y[ok]).size < 2:
+    return np.nan
+  return float(sps.spearmanr(x[ok], y[ok])[0])
+
+
+def _sensitivity(gains, kinds, dist, alt_dist, include_english):
+  """How much correlations and slopes move with the other macrolanguage choice."""
+  out = []
+  frames = {m: S.analysis_frame(gains.by_language, t, kinds, include_english)
+            for m, t in (("chosen", dist), ("alternative", alt_dist))}
+  means = {m: S.language_means(f, kinds) for m, f in frames.items()}
+  slopes = {m: S.slopes_by_size(f, kinds) for m, f in frames.items()}
+  for (inter, size), part in means["chosen"].groupby(["intermediate", "size"]):
+    alt = means["alternative"]
+    alt = alt[(alt["intermediate"] == inter) & (alt["size"] == size)]
+    for kind in kinds:
+      r1 = _rho(part[kind].to_numpy(float), part["gain"].to_numpy(float))
+      r2 = _rho(alt[kind].to_numpy(float), alt["gain"].to_numpy(float))
+      row = dict(intermediate=inter, size=size, distance=kind, rho_chosen=r1, rho_alternative=r2,
+                 delta_rho=r2 - r1)
+      for m, name in (("chosen", "slope_chosen"), ("alternative", "slope_alternative")):
+        s = slopes[m]
+        hit = s[(s["intermediate"] == inter) & (s["size"] == size) & (s["distance"] == kind)]
+        row[name] = float(hit["slope"].iloc[0]) if len(hit) and "slope" in hit else np.nan
+      row["delta_slope"] = row["slope_alternative"] - row["slope_chosen"]
+      out.append(row)
+  return pd.DataFrame(out)
+
+
+def _select(results, experiments, intermediates, notes):
+  """Filters by experiment / intermediate, and keeps one split per target task."""
+  if experiments:
+    results = results[results["experiment"].isin(list(experiments))]
+  elif results["experiment"].nunique() > 1:
+    notes.append(f"the results hold {results['experiment'].nunique()} experiments, pooled here "
+                 "(choose one with --experiment)")
+  if intermediates:
+    results = results[results["intermediate"].isin(list(intermediates) + [G.BASELINE])]
+  splits = results.groupby("target_task")["split"].unique()
+  keep = {t: ("test" if "test" in s else sorted(s)[0]) for t, s in splits.items() if len(s) > 1}
+  for task, split in keep.items():
+    notes.append(f"{task} has results on splits {sorted(splits[task])}; using {split!r}")
+    results = results[(results["target_task"] != task) | (results["split"] == split)]
+  return results
+
+
+def analyze(results, kinds=DEFAULT_DISTANCES, mode="coverage", include_english=False,
+            n_boot=1000, n_perm=1000, seed=0, mixed_distances=None, dist_table=None,
+            experiments=None, intermediates=None):
+  """Runs the analysis on a results DataFrame (`xfer_t5x.results.load_results`).
+
+  kinds: distance types, the first is the primary one (plots; the mixed model by default);
+  mode: macrolanguage choice (`distances.MACRO_MODES`); mixed_distances: distance types to fit
+  the mixed model for (default: the primary one; "all" for every one); experiments,
+  intermediates: keep only these (the `none` runs are always kept).
+  """
+  kinds = tuple(kinds)
+  bad = [k for k in kinds if k not in D.DISTANCE_TYPES]
+  if bad or not kinds:
+    raise ValueError(f"unknown distance type(s) {bad}; choose from {D.DISTANCE_TYPES}")
+  notes = []
+  results = _select(results, experiments, intermediates, notes)
+  if results.empty:
+    notes.append("no results rows are left after the selection")
+  summary = _summary(results)
+  gains = G.compute_gains(results)
+  notes.extend(gains.notes)
+  dist = dist_table if dist_table is not None else D.distance_table(mode=mode)
+  frame = S.analysis_frame(gains.by_language, dist, kinds, include_english)
+  if frame.attrs.get("unknown_languages"):
+    notes.append(f"languages without URIEL distances left out: {frame.attrs['unknown_languages']}")
+  means = S.language_means(frame, kinds)
+  n_lang = frame["language"].nunique()
+  if len(summary["sizes"]) and max(n for _, n in summary["sizes"]) < TINY_MODEL_PARAMS:
+    notes.append("every model here has under 100M parameters: these are tiny test models, not mT5, "
+                 "and the numbers only show that the pipeline runs")
+  if n_lang < S.MIN_LANGUAGES:
+    notes.append(f"only {n_lang} target language(s) with gains: too few for correlations or "
+                 f"slopes (need {S.MIN_LANGUAGES}); the tables below show gains only")
+  elif n_lang < 20:
+    notes.append(f"only {n_lang} target languages: intervals are wide, and with about 49 languages "
+                 "a correlation difference below ~0.3 is already near the detection limit")
+  if len(summary["sizes"]) == 1:
+    notes.append("one model size only: no size effect can be estimated")
+  if len(summary["seeds"]) == 1:
+    notes.append("one seed only: no per-seed spread")
+  spearman = S.spearman_by_size(means, kinds, n_boot, n_perm, seed=seed)
+  effects = S.size_effects(means, kinds, n_boot, seed=seed)
+  slopes = S.slopes_by_size(frame, kinds)
+  diffs = S.slope_differences(frame, kinds)
+  if mixed_distances is None:
+    mixed_distances = kinds[:1]
+  elif mixed_distances == "all":
+    mixed_distances = kinds
+  mixed = [M.mixed_model(part, k) for _, part in frame.groupby("intermediate") for k in mixed_distances]
+  choices = D.macrolanguage_choices(mode)
+  in_data = sorted(set(frame["language"]) & set(L.MACROLANGUAGES))
+  if in_data:
+    alt_mode = "alternative" if mode == "coverage" else "coverage"
+    sens = _sensitivity(gains, kinds, dist, D.distance_table(mode=alt_mode), include_english)
+  else:
+    sens = pd.DataFrame()
+  return Analysis(kinds=kinds, mode=mode, summary=summary, gains=gains, distances=dist,
+                  frame=frame, means=means, spearman=spearman, size_effects=effects,
+                  slopes=slopes, slope_differences=diffs, mixed=mixed,
+                  macro_choices=choices[choices["language"].isin(in_data)].reset_index(drop=True),
+                  sensitivity=sens, notes=notes, include_english=include_english,
+                  n_boot=n_boot, n_perm=n_perm)

@@ -1,0 +1,266 @@
+"""Training data in: a registered SeqIO task or mixture -> this host's batches -> global arrays.
+
+  ds = get_dataset("xnli_train", {"inputs": 128, "targets": 8}, "train", global_batch_size=32,
+                   shuffle=True, seed=0, pack=True)
+  it = DataIterator.from_task("xnli_train", {"inputs": 128, "targets": 8}, "train", 32,
+                              shuffle=True, seed=0, pack=True)
+  batch = next(it)                               # dict of numpy arrays, this host's rows
+  arrays = to_global(batch, mesh, P("data"))     # dict of global jax.Arrays
+
+Each host reads its own shard of the data (`seqio.ShardInfo`), packs with the encoder-decoder
+feature converter and batches to its share of the global batch. The order is fixed by the seed:
+the same seed gives the same batches, run after run, and `DataIterator.restore` puts an iterator
+back at the batch it had reached (it recreates the dataset and skips whole batches).
+"""
+import dataclasses
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+
+import jax
+import numpy as np
+import seqio
+import tensorflow as tf
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class DataLayout:
+  """How the global batch is split across hosts: this host reads shard `shard_id` of `num_shards`.
+
+  Hosts whose devices hold the same rows of the batch (when the mesh's model axis spans hosts)
+  share a shard and must read the same data.
+  """
+  shard_id: int
+  num_shards: int
+  per_host_batch_size: int
+
+
+def _batch_axis_size(mesh: Mesh, spec: PartitionSpec) -> int:
+  first = spec[0] if len(spec) else None
+  if first is None:
+    return 1
+  names = (first,) if isinstance(first, str) else tuple(first)
+  size = 1
+  for n in names:
+    size *= mesh.shape[n]
+  return size
+
+
+def data_layout(mesh: Mesh, spec: PartitionSpec = PartitionSpec("data"),
+                global_batch_size: Optional[int] = None) -> DataLayout:
+  """This process's data shard for batches laid out as `spec` (batch dim first) on `mesh`.
+
+  With one process per data shard this is (process_index, process_count); it differs when
+  several processes hold the same batch rows.
+  """
+  parts = _batch_axis_size(mesh, spec)
+  probe = global_batch_size if global_batch_size else parts
+  if probe % parts:
+    raise ValueError(f"global batch size {probe} is not divisible by the {parts} batch shards of "
+                     f"mesh {dict(mesh.shape)} under {spec}")
+  sharding = NamedSharding(mesh, PartitionSpec(*spec[:1]))
+  rows_by_process: Dict[int, set] = {}
+  for device, index in sharding.devices_indices_map((probe,)).items():
+    start, stop, _ = index[0].indices(probe)
+    rows_by_process.setdefault(device.process_index, set()).update(range(start, stop))
+  shard_id, num_shards = layout_from_rows(rows_by_process, jax.process_index(),
+                                          f"mesh {dict(mesh.shape)} under {spec}")
+  per_host = (global_batch_size // num_shards) if global_batch_size else 0
+  return DataLayout(shard_id=shard_id, num_shards=num_shards, per_host_batch_size=per_host)
+
+
+def layout_from_rows(rows_by_process: Mapping[int, set], process: int,
+                     what: str = "the mesh") -> Tuple[int, int]:
+  """(shard_id, num_shards) of `process`, given the batch rows each process's devices hold.
+
+  Processes holding the same rows share a shard; shards are numbered by their first row.
+  """
+  blocks = {}
+  for proc, rows in rows_by_process.items():
+    lo, hi = min(rows), max(rows) + 1
+    if len(rows) != hi - lo:
+      raise ValueError(f"process {proc} holds non-contiguous batch rows under {what}; order the "
+                       "mesh devices by process")
+    blocks[proc] = (lo, hi)
+  distinct = sorted(set(blocks.values()))
+  if len({hi - lo for lo, hi in distinct}) != 1:
+    raise ValueError(f"processes hold unequal parts of the batch under {what}")
+  for (_, hi), (lo, _) in zip(distinct, distinct[1:]):
+    if lo < hi:
+      raise ValueError(f"processes hold overlapping, unequal parts of the batch under {what}")
+  return distinct.index(blocks[process]), len(distinct)
+
+
+def per_host_batch_size(global_batch_size: int, num_shards: int) -> int:
+  if global_batch_size % num_shards:
+    raise ValueError(
+        f"global batch size {global_batch_size} is not divisible by the {num_shards} data shards "
+        f"(hosts); choose a multiple of {num_shards}")
+  return global_batch_size // num_shards
+
+
+def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, int], split: str,
+                global_batch_size: int, shuffle: bool = True, seed: Optional[int] = 0,
+                pack: bool = True, num_epochs: Optional[int] = None,
+                shard_id: Optional[int] = None, num_shards: Optional[int] = None,
+                feature_converter: Optional[seqio.FeatureConverter] = None,
+                use_cached: bool = False) -> tf.data.Dataset:
+  """This host's batches of a registered SeqIO task or mixture, model features (packed).
+
+  Args:
+    mixture_or_task_name: a registered seqio task or mixture.
+    task_feature_lengths: e.g. {"inputs": 512, "targets": 114}.
+    split: the split, e.g. "train".
+    global_batch_size: examples (or packed rows) per step over all hosts.
+    shuffle: shuffle examples (seeded by `seed`).
+    seed: fixes the order (shuffle, mixture sampling, stochastic preprocessors).
+    pack: pack several examples per row (the encoder-decoder converter's packing).
+    num_epochs: passes over the data; None repeats forever.
+    shard_id, num_shards: this host's data shard; default (process_index, process_count).
+    feature_converter: override the default `seqio.EncDecFeatureConverter(pack=pack)`.
+    use_cached: read seqio's offline cache of the task.
+
+  Returns:
+    A tf.data.Dataset of dicts (encoder_input_tokens, decoder_target_tokens, ...), each batch of
+    `global_batch_size // num_shards` rows; an incomplete last batch is dropped.
+  """
+  if shard_id is None:
+    shard_id = jax.process_index()
+  if num_shards is None:
+    num_shards = jax.process_count()
+  if not 0 <= shard_id < num_shards:
+    raise ValueError(f"shard_id {shard_id} is not in [0, {num_shards})")
+  batch = per_host_batch_size(global_batch_size, num_shards)
+  if feature_converter is None:
+    feature_converter = seqio.EncDecFeatureConverter(pack=pack)
+  ds = seqio.get_dataset(
+      mixture_or_task_name,
+      task_feature_lengths=dict(task_feature_lengths),
+      feature_converter=feature_converter,
+      dataset_split=split,
+      use_cached=use_cached,
+      shuffle=shuffle,
+      num_epochs=num_epochs,
+      shard_info=seqio.ShardInfo(index=shard_id, num_shards=num_shards),
+      verbose=False,
+      seed=seed,
+      batch_size=None,
+  )
+  ds = ds.batch(batch, drop_remainder=True)
+  options = tf.data.Options()
+  options.deterministic = True
+  return ds.with_options(options)
+
+
+class DataIterator:
+  """Numpy batches of a tf.data.Dataset, counting how many it has handed out.
+
+  The state is the same on every host (hosts step together, each through its own shard), so
+  one copy saved by the primary host restores them all.
+
+  Args:
+    make_dataset: builds the dataset from the start (called again by `restore`).
+    description: what defines the stream (task, split, seed, batch, shard, ...); stored in
+      `state()` and checked by `restore`, so a checkpoint cannot resume into other data.
+  """
+
+  def __init__(self, make_dataset: Callable[[], tf.data.Dataset],
+               description: Optional[Mapping[str, Any]] = None):
+    self._make_dataset = make_dataset
+    self.description = dict(description or {})
+    self._position = 0
+    self._iter = None  # built on the first batch (a restore right away builds it only once)
+
+  @classmethod
+  def from_task(cls, mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
+                split: str, global_batch_size: int, shuffle: bool = True,
+                seed: Optional[int] = 0, pack: bool = True, num_epochs: Optional[int] = None,
+                shard_id: Optional[int] = None, num_shards: Optional[int] = None,
+                **kwargs) -> "DataIterator":
+    """An iterator over `get_dataset(...)` with the same arguments."""
+    shard_id = jax.process_index() if shard_id is None else shard_id
+    num_shards = jax.process_count() if num_shards is None else num_shards
+    args = dict(mixture_or_task_name=mixture_or_task_name,
+                task_feature_lengths=dict(task_feature_lengths), split=split,
+                global_batch_size=global_batch_size, shuffle=shuffle, seed=seed, pack=pack,
+                num_epochs=num_epochs, shard_id=shard_id, num_shards=num_shards)
+    # The same on every host (the shard id is left out): every host consumes the same number of
+    # batches, so the primary host's saved state restores every host.
+    description = {k: v for k, v in args.items() if k != "shard_id"}
+    description["task_feature_lengths"] = [
+        list(kv) for kv in sorted(description["task_feature_lengths"].items())]
+    return cls(lambda: get_dataset(**args, **kwargs), description)
+
+  def _start(self, skip: int) -> Iterator[Dict[str, np.ndarray]]:
+    ds = self._make_dataset()
+    if skip:
+      ds = ds.skip(skip)  # whole batches: the dataset is already batched
+    return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+  @property
+  def position(self) -> int:
+    """Batches handed out so far."""
+    return self._position
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> Dict[str, np.ndarray]:
+    if self._iter is None:
+      self._iter = self._start(self._position)
+    batch = next(self._iter)
+    self._position += 1
+    return batch
+
+  def state(self) -> Dict[str, Any]:
+    """JSON-serialisable position: {"position": n, "description": {...}}."""
+    return {"position": self._position, "description": self.description}
+
+  def restore(self, state: Mapping[str, Any]) -> None:
+    """Continues from `state` (from `state()`): the next batch is the one after `position`."""
+    saved = state.get("description")
+    if saved is not None and self.description and _normalise(saved) != _normalise(self.description):
+      diffs = sorted(k for k in set(saved) | set(self.description)
+                     if _normalise(saved.get(k)) != _normalise(self.description.get(k)))
+      raise ValueError(
+          "the saved data iterator state belongs to another data stream; differing fields: "
+          + ", ".join(f"{k} saved={saved.get(k)!r} now={self.description.get(k)!r}" for k in diffs)
+          + ". Resume with the same task, seed, batch size and number of hosts, or start a fresh "
+          "model dir.")
+    position = int(state["position"])
+    if position < 0:
+      raise ValueError(f"data iterator position {position} is negative")
+    self._iter = None
+    self._position = position
+
+
+def _normalise(value):
+  """Tuples and lists compare equal (JSON turns tuples into lists)."""
+  if isinstance(value, (list, tuple)):
+    return [_normalise(v) for v in value]
+  if isinstance(value, dict):
+    return {k: _normalise(v) for k, v in value.items()}
+  return value
+
+
+def to_global(batch: Mapping[str, np.ndarray], mesh: Mesh,
+              spec: PartitionSpec = PartitionSpec("data")) -> Dict[str, jax.Array]:
+  """Global jax.Arrays from each host's rows of the batch, batch dim sharded as `spec[0]`.
+
+  Every process calls it with its own rows (as `get_dataset` with `data_layout`'s shard gives
+  them); the global batch has `rows * num_shards` rows.
+  """
+  layout = data_layout(mesh, spec)
+  sharding = NamedSharding(mesh, PartitionSpec(*spec[:1]))
+  out = {}
+  for name, local in batch.items():
+    local = np.asarray(local)
+    if local.ndim == 0:
+      raise ValueError(f"batch feature {name!r} is a scalar; every feature needs a batch dim")
+    global_shape: Tuple[int, ...] = (local.shape[0] * layout.num_shards,) + local.shape[1:]
+    out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
+  return out
+
+
+def feature_shapes(ds: tf.data.Dataset) -> Dict[str, Sequence[int]]:
+  """{feature: shape} of a batched dataset's elements (for logs)."""
+  return {k: v.shape.as_list() for k, v in ds.element_spec.items()}

@@ -1,0 +1,306 @@
+"""Gin on the command line, in T5X's idiom: `--gin_file`, `--gin.NAME=VALUE`, `--gin_search_paths`.
+
+Every command that takes gin uses this module:
+
+  parser = argparse.ArgumentParser()
+  gin_utils.add_gin_arguments(parser)
+  args = gin_utils.parse_args(parser, argv)   # args.gin_file, .gin_bindings, .gin_search_paths
+  gin_utils.setup_gin_from_args(args)
+
+argparse cannot declare `--gin.*`, so `extract_gin_bindings` takes them out of argv first (the
+`xfer-t5x` dispatcher does the same before its own argparse).
+
+Values of `--gin.NAME=VALUE` follow CONTRACTS.md: VALUE is first parsed as gin would parse it
+(literals, `@ref`, `%MACRO`, and lists, tuples and dicts of them); only if that fails is it taken
+as a string. So `--gin.MIXTURE_OR_TASK_NAME=xnli_train` and `--gin.MODEL_DIR=/tmp/x` need no
+quotes, while `--gin.X='"literal"'`, `--gin.X=1e-3`, `--gin.X=None`, `--gin.X=[1,2]` and
+`--gin.X=@foo()` keep their gin meaning.
+"""
+import argparse
+import datetime
+import io
+import os
+import pathlib
+import tempfile
+import tokenize
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import gin
+from etils import epath
+from gin import config_parser
+
+import xfer_t5x
+
+GIN_FLAG_PREFIX = "--gin."
+
+
+def gin_dir() -> pathlib.Path:
+  """The folder of the project's gin files.
+
+  A wheel install carries them as `xfer_t5x/gin_files/`; a source checkout (or an editable
+  install) has them in the repository's top-level `gin/`.
+  """
+  pkg = pathlib.Path(xfer_t5x.__file__).resolve().parent
+  packaged = pkg / "gin_files"
+  if packaged.is_dir():
+    return packaged
+  return pkg.parent / "gin"
+
+
+# ------------------------------------------------------------------------------------------------
+# Values of --gin.NAME=VALUE
+
+
+class _AcceptAnyReference(config_parser.ParserDelegate):
+  """Lets the parser accept `@name`, `@name()` and `%MACRO` without looking them up.
+
+  Whether a referenced configurable exists is gin's business when the binding is parsed for real
+  (with the configurables imported); here we only decide whether VALUE is gin syntax.
+  """
+
+  def configurable_reference(self, scoped_configurable_name, evaluate):
+    return ("@", scoped_configurable_name, evaluate)
+
+  def macro(self, macro_name):
+    return ("%", macro_name)
+
+
+def is_gin_value(text: str) -> bool:
+  """True if `text` parses, entirely, as one gin value (literal, @ref, %macro or container)."""
+  if not text.strip() or "\n" in text or "\r" in text:
+    return False
+  try:
+    parser = config_parser.ConfigParser(io.StringIO(text.strip() + "\n"), _AcceptAnyReference())
+    parser.parse_value()
+    # The whole text must have been consumed: `3abc` parses `3` and stops at `abc`.
+    return parser.current_token.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER)
+  except Exception:  # pylint: disable=broad-except  (SyntaxError, tokenize.TokenError, ...)
+    return False
+
+
+def format_binding(name: str, value: str) -> str:
+  """The gin binding statement for `--gin.NAME=VALUE` (VALUE as gin syntax, else as a string)."""
+  name = name.strip()
+  if not name:
+    raise ValueError(f"empty name in '{GIN_FLAG_PREFIX}=...': write --gin.NAME=VALUE")
+  if is_gin_value(value):
+    return f"{name} = {value.strip()}"
+  return f"{name} = {value!r}"
+
+
+def extract_gin_bindings(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+  """Splits `argv` into (other arguments, gin binding statements).
+
+  Accepts `--gin.NAME=VALUE` and `--gin.NAME VALUE`; argparse cannot declare `--gin.*` itself.
+  Arguments after a bare `--` are left alone.
+  """
+  rest, bindings = [], []
+  argv = list(argv)
+  i = 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg == "--":
+      rest.extend(argv[i:])
+      break
+    if arg.startswith(GIN_FLAG_PREFIX):
+      body = arg[len(GIN_FLAG_PREFIX):]
+      if "=" in body:
+        name, value = body.split("=", 1)
+      else:
+        if i + 1 >= len(argv):
+          raise ValueError(f"{arg} has no value: write {arg}=VALUE or {arg} VALUE")
+        name, value = body, argv[i + 1]
+        i += 1
+      bindings.append(format_binding(name, value))
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, bindings
+
+
+def _split_paths(values: Optional[Iterable[str]]) -> List[str]:
+  out = []
+  for v in values or ():
+    out.extend(p for p in v.split(",") if p)
+  return out
+
+
+def add_gin_arguments(parser: argparse.ArgumentParser) -> None:
+  """Declares `--gin_file` and `--gin_search_paths` (and documents `--gin.NAME=VALUE`)."""
+  group = parser.add_argument_group(
+      "gin", "--gin.NAME=VALUE (or --gin.NAME VALUE) binds one parameter or macro, e.g. "
+      "--gin.MODEL_DIR=/tmp/run; repeatable, applied after the files in order. VALUE is read as "
+      "gin syntax (numbers, True, None, lists, @ref, %MACRO), or else as a plain string, so no "
+      "quotes are needed")
+  group.add_argument(
+      "--gin_file", action="append", default=[], metavar="PATH",
+      help="gin file (repeatable, applied in order). Relative paths are looked up in "
+      "--gin_search_paths, then the current directory, then the packaged gin files "
+      f"(e.g. models/mt5_tiny.gin); packaged files are in {gin_dir()}")
+  group.add_argument(
+      "--gin_search_paths", action="append", default=[], metavar="DIR[,DIR...]",
+      help="folders searched for --gin_file and for gin `include` statements, before the "
+      "current directory and the packaged gin files (comma-separated or repeatable)")
+
+
+def parse_args(parser: argparse.ArgumentParser,
+               argv: Sequence[str]) -> argparse.Namespace:
+  """Parses argv with `parser` (which had `add_gin_arguments`) plus the `--gin.*` flags.
+
+  The namespace gets `gin_bindings` (a list of binding statements, in command-line order) and
+  `gin_search_paths` flattened to a list of folders.
+  """
+  rest, bindings = extract_gin_bindings(argv)
+  args = parser.parse_args(rest)
+  finish_namespace(args, bindings)
+  return args
+
+
+def finish_namespace(args: argparse.Namespace, bindings: Sequence[str]) -> argparse.Namespace:
+  """Stores the extracted bindings in `args` and normalises the search paths."""
+  args.gin_bindings = list(getattr(args, "gin_bindings", None) or []) + list(bindings)
+  args.gin_search_paths = _split_paths(getattr(args, "gin_search_paths", None))
+  return args
+
+
+def parse_gin_args(argv: Sequence[str]) -> argparse.Namespace:
+  """Parses just the gin arguments of `argv` (others are an error); handy in tests and scripts."""
+  parser = argparse.ArgumentParser(add_help=False)
+  add_gin_arguments(parser)
+  return parse_args(parser, argv)
+
+
+# ------------------------------------------------------------------------------------------------
+# Files and setup
+
+
+def search_paths(extra: Sequence[str] = ()) -> List[pathlib.Path]:
+  """Where relative gin paths are looked up, in order: `extra`, the cwd, the packaged gin files."""
+  out = [pathlib.Path(p).expanduser() for p in _split_paths(extra)]
+  out += [pathlib.Path.cwd(), gin_dir()]
+  return out
+
+
+def resolve_gin_file(path: str, extra_search_paths: Sequence[str] = ()) -> str:
+  """The file `path` names, looked up as `--gin_file` documents; error naming every place tried."""
+  p = pathlib.Path(path).expanduser()
+  if p.is_absolute():
+    if p.is_file():
+      return str(p)
+    raise FileNotFoundError(f"--gin_file {path}: no such file")
+  tried = []
+  for base in search_paths(extra_search_paths):
+    candidate = base / p
+    tried.append(str(candidate))
+    if candidate.is_file():
+      return str(candidate)
+  raise FileNotFoundError(
+      f"--gin_file {path}: not found; looked in {tried}. Give an absolute path, a path relative "
+      f"to the current directory or to --gin_search_paths, or one of the packaged files under "
+      f"{gin_dir()} (e.g. models/mt5_tiny.gin)")
+
+
+def _register_search_paths(extra: Sequence[str]) -> None:
+  """Lets gin's `include 'x.gin'` statements find files in the same places as --gin_file."""
+  # gin keeps a module-level list; avoid adding the same folder twice across calls.
+  existing = set(getattr(gin.config, "_LOCATION_PREFIXES", []))
+  for base in search_paths(extra):
+    if str(base) not in existing:
+      gin.add_config_file_search_path(str(base))
+      existing.add(str(base))
+
+
+def setup_gin(files: Sequence[str] = (), bindings: Sequence[str] = (),
+              search_paths: Sequence[str] = (), finalize: bool = True,
+              skip_unknown: bool = False) -> None:  # pylint: disable=redefined-outer-name
+  """Parses the gin files (resolved as `--gin_file` documents) and then the bindings.
+
+  Args:
+    files: gin file paths, in order.
+    bindings: binding statements (as `extract_gin_bindings` returns them), applied after files.
+    search_paths: extra folders for relative file paths and gin `include`s.
+    finalize: lock the config afterwards (gin.finalize()).
+    skip_unknown: passed to gin (False: an unknown configurable is an error).
+  """
+  if gin.config_is_locked():
+    raise RuntimeError("gin config is already finalized; call gin.clear_config() first")
+  _register_search_paths(search_paths)
+  resolved = [resolve_gin_file(f, search_paths) for f in files]
+  gin.parse_config_files_and_bindings(
+      resolved, list(bindings), finalize_config=finalize, skip_unknown=skip_unknown)
+
+
+def setup_gin_from_args(args: argparse.Namespace, finalize: bool = True) -> None:
+  """`setup_gin` with the fields `parse_args` filled in."""
+  setup_gin(args.gin_file, args.gin_bindings, args.gin_search_paths, finalize=finalize)
+
+
+# ------------------------------------------------------------------------------------------------
+# Files written into the model dir
+
+
+def _join(model_dir, name: str) -> str:
+  model_dir = os.fspath(model_dir)
+  if "://" in model_dir:
+    return model_dir.rstrip("/") + "/" + name
+  return os.path.join(os.path.expanduser(model_dir), name)
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_text_keeping_old(path, text: str) -> str:
+  """Writes `text` to `path` atomically; a different existing file is kept as `path.<timestamp>`.
+
+  `path` may be local or remote (gs://..., through etils.epath). Returns the path the old
+  version was kept under, or `path` itself when nothing was kept.
+  """
+  path_str = os.fspath(path)
+  remote = "://" in path_str
+  p = epath.Path(path_str) if remote else pathlib.Path(path_str)
+  kept = path_str
+  if p.exists():
+    if p.read_text() == text:
+      return path_str
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    kept = f"{path_str}.{stamp}"
+    p.rename(kept)
+  if remote:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)  # object stores write whole objects: no partial file is ever visible
+  else:
+    _atomic_write(p, text)
+  return kept
+
+
+def operative_config_text() -> str:
+  """The operative gin config (every parameter of every configurable called so far)."""
+  return gin.operative_config_str()
+
+
+def write_operative_config(model_dir, text: Optional[str] = None) -> str:
+  """Writes the operative config as `<model_dir>/config.gin` (atomic; keeps a differing old one).
+
+  Call it after the configurables have run (model built, optimizer made), on the primary process
+  only. Returns the path written.
+  """
+  path = _join(model_dir, "config.gin")
+  write_text_keeping_old(path, operative_config_text() if text is None else text)
+  return path
+
+
+def write_model_info(model_dir, lines: Iterable[str]) -> str:
+  """Writes `<model_dir>/model-info.txt`, one line per variable (the caller formats the lines)."""
+  path = _join(model_dir, "model-info.txt")
+  write_text_keeping_old(path, "".join(line.rstrip("\n") + "\n" for line in lines))
+  return path
