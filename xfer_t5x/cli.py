@@ -25,6 +25,18 @@ SUBCOMMANDS = {
 }
 
 
+def _user_errors():
+  """Exceptions that are the user's input, printed as a message rather than a traceback."""
+  from xfer_t5x.runtime.checkpoints import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
+  errors = [CheckpointMismatchError, FileNotFoundError]
+  try:
+    from xfer_t5x.interop.shapes import CheckpointShapeError  # pylint: disable=g-import-not-at-top
+    errors.append(CheckpointShapeError)
+  except ImportError:
+    pass
+  return tuple(errors)
+
+
 def build_parser(argv):
   parser = argparse.ArgumentParser(prog="xfer-t5x", description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -49,7 +61,13 @@ def main(argv=None):
   if not getattr(args, "_run", None):
     parser.print_help()
     return 2
-  return int(args._run(args) or 0)
+  try:
+    return int(args._run(args) or 0)
+  except Exception as e:  # pylint: disable=broad-except
+    if not isinstance(e, _user_errors()):
+      raise
+    print(f"xfer-t5x {args.command}: error: {e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

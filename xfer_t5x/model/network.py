@@ -89,7 +89,7 @@ def _run_layers(cfg, layer_cls, n, x, args, static_argnums, scope_name="layers")
     return x
   scanned = nn.scan(
       layer_cls,
-      variable_axes={"params": 1, "cache": 1},
+      variable_axes={"params": 1, "cache": 0},  # cache: layers first, as T5X
       split_rngs={"params": True, "dropout": True},
       in_axes=(nn.broadcast,) * len(args),
       length=n,

@@ -85,7 +85,6 @@ def train(model_dir: str = gin.REQUIRED,
           async_checkpointing: bool = True,
           log_every: int = 50,
           initial_checkpoint: Optional[str] = None,
-          initial_checkpoint_format: str = "auto",
           peak_flops_per_device: Optional[float] = None,
           stop_after_steps: Optional[int] = None) -> TrainResult:
   """Trains `train_steps` steps in total (a restart continues where the last checkpoint left).
@@ -109,9 +108,6 @@ def train(model_dir: str = gin.REQUIRED,
   model = build_model(vocabulary, model_config)
   optimizer = Adafactor(model.logical_axes())
   gin_text = gin_utils.operative_config_text()
-  if jax.process_index() == 0:
-    gin_utils.write_operative_config(model_dir)
-    gin_utils.write_model_info(model_dir, model_info.lines(model, optimizer, partitioner))
 
   # --- state ------------------------------------------------------------------------------
   checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
@@ -124,14 +120,19 @@ def train(model_dir: str = gin.REQUIRED,
     data_state = (extra or {}).get("data")
     log("resumed from %s/checkpoint_%d", model_dir, latest)
   elif initial_checkpoint:
-    from xfer_t5x.interop import load as load_lib  # pylint: disable=g-import-not-at-top
-    params = load_lib.load_params(initial_checkpoint, model, partitioner,
-                                  fmt=initial_checkpoint_format)
+    from xfer_t5x import interop  # pylint: disable=g-import-not-at-top
+    params = interop.load_pretrained(
+        initial_checkpoint, model.config,
+        ts.state_shardings(model, optimizer, partitioner).params)
     state = ts.state_from_params(params, model, optimizer, partitioner)
     log("initialised from %s", initial_checkpoint)
   else:
     state = ts.init_state(model, optimizer, partitioner, jax.random.PRNGKey(seed))
   start_step = int(state.step)
+  # Written only once the model dir's checkpoint (if any) is known to fit this model.
+  if jax.process_index() == 0:
+    gin_utils.write_operative_config(model_dir)
+    gin_utils.write_model_info(model_dir, model_info.lines(model, optimizer, partitioner))
 
   # --- data -------------------------------------------------------------------------------
   batch_spec = partitioner.batch_sharding().spec

@@ -1,0 +1,123 @@
+"""Tier 4: the real `xfer-t5x train` CLI on a tiny model and the demo data: checkpoints,
+resume after SIGKILL (bitwise), SIGTERM (checkpoint and exit 0), the model-dir files, and the
+refusal of a model dir that holds another model's checkpoint."""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+STEPS = 40
+PERIOD = 10
+
+
+def _cmd(ws, model_dir, model="mt5_tiny", steps=STEPS, extra=()):
+  return [sys.executable, "-m", "xfer_t5x", "train",
+          "--gin_file", f"models/{model}.gin", "--gin_file", "runs/finetune.gin",
+          f"--gin.MODEL_DIR={model_dir}", "--gin.MIXTURE_OR_TASK_NAME=mnli",
+          f"--gin.TRAIN_STEPS={steps}", "--gin.INITIAL_CHECKPOINT=None", "--gin.BATCH_SIZE=8",
+          "--gin.TASK_FEATURE_LENGTHS={'inputs': 48, 'targets': 8}",
+          f"--gin.default_vocabulary.path={ws['vocab']}",
+          f"--gin.register_tasks.data_dir={ws['data_dir']}",
+          f"--gin.train.checkpoint_period={PERIOD}", "--gin.train.log_every=10",
+          "--gin.train.keep_checkpoints=10", *extra]
+
+
+def _env():
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+  env.pop("XLA_FLAGS", None)
+  return env
+
+
+def _run(cmd, cwd):
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=cwd, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc
+
+
+def _params(model_dir, step):
+  """The parameters saved at `step`, read straight from the Orbax checkpoint."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(model_dir) / f"checkpoint_{step}" / "state"
+  tree = ocp.PyTreeCheckpointer().restore(str(path))
+  params = tree["params"] if isinstance(tree, dict) else tree[1]
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
+
+
+def _wait_for(path: pathlib.Path, proc, timeout=300):
+  t = time.time()
+  while not path.exists():
+    assert proc.poll() is None, "the run ended before the checkpoint appeared"
+    assert time.time() - t < timeout, f"{path} never appeared"
+    time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo_workspace, tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("uninterrupted") / "model"
+  proc = _run(_cmd(demo_workspace, model_dir), cwd=tmp_path_factory.mktemp("cwd"))
+  return model_dir, proc
+
+
+def test_model_dir_files(uninterrupted):
+  model_dir, proc = uninterrupted
+  assert "step 40/40" in proc.stdout
+  for name in ("config.gin", "model-info.txt", f"checkpoint_{STEPS}", "train"):
+    assert (model_dir / name).exists(), name
+  info = (model_dir / "model-info.txt").read_text()
+  assert "state/params/encoder/layers_0/attention/query/kernel  (64, 64)  float32" in info
+  assert "('embed', 'joined_kv')" in info
+  config = (model_dir / "config.gin").read_text()
+  assert "TRAIN_STEPS = 40" in config and "train.train_steps = %TRAIN_STEPS" in config
+  assert list((model_dir / "train").glob("events.out.tfevents.*"))
+
+
+def test_resume_after_sigkill_is_bitwise(demo_workspace, uninterrupted, tmp_path):
+  ref_dir, _ = uninterrupted
+  model_dir = tmp_path / "model"
+  proc = subprocess.Popen(_cmd(demo_workspace, model_dir), env=_env(), cwd=tmp_path,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  _wait_for(model_dir / f"checkpoint_{PERIOD}", proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (model_dir / f"checkpoint_{STEPS}").exists(), "killed too late to test a resume"
+  proc = _run(_cmd(demo_workspace, model_dir), cwd=tmp_path)
+  assert "resumed from" in proc.stdout
+  got, want = _params(model_dir, STEPS), _params(ref_dir, STEPS)
+  assert got.keys() == want.keys()
+  for k in want:
+    assert np.array_equal(got[k], want[k]), k
+
+
+def test_sigterm_saves_and_exits_zero(demo_workspace, uninterrupted, tmp_path):
+  ref_dir, _ = uninterrupted
+  model_dir = tmp_path / "model"
+  proc = subprocess.Popen(_cmd(demo_workspace, model_dir, steps=2000), env=_env(), cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  _wait_for(model_dir / f"checkpoint_{PERIOD}", proc)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out[-3000:]
+  assert "preemption requested" in out
+  steps = sorted(int(p.name.split("_")[1]) for p in model_dir.glob("checkpoint_*"))
+  assert steps[-1] > PERIOD and steps[-1] % PERIOD != 0 or steps[-1] == PERIOD * (
+      steps[-1] // PERIOD), steps
+
+
+def test_refuses_checkpoint_of_another_model(demo_workspace, uninterrupted, tmp_path):
+  ref_dir, _ = uninterrupted
+  proc = subprocess.run(_cmd(demo_workspace, ref_dir, model="mt5_mini", steps=STEPS + 10),
+                        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=600)
+  assert proc.returncode != 0
+  err = proc.stdout + proc.stderr
+  assert "another model" in err and "(64,)" in err and "(128,)" in err, err[-2000:]
+  assert "Traceback" not in err, "a user error should be a message, not a traceback"
+  assert (ref_dir / f"checkpoint_{STEPS}").is_dir()  # nothing lost
+  assert "TRAIN_STEPS = 40" in (ref_dir / "config.gin").read_text()  # nor overwritten
