@@ -1,0 +1,210 @@
+"""Small synthetic data in the real released formats, for the demo and the tests.
+
+`write_demo_data(root)` writes, under root, the files the file sources read:
+  mnli/train.tsv, mnli/dev_matched.tsv     GLUE MNLI TSV (all 12/16 columns)
+  sst2/train.tsv, sst2/dev.tsv             GLUE SST-2 TSV
+  xnli/xnli.dev.tsv, xnli/xnli.test.tsv    XNLI 1.0 TSV, languages en de es sw zh
+  panx/{train,dev,test}-<lang>.tsv         XTREME's PAN-X token<TAB>tag files (train: en only)
+The text is fake but shaped like each language's (word order, script, no spaces in Chinese).
+Labels follow simple patterns a tiny model can learn: NLI by one keyword in the hypothesis
+(always -> entailment, maybe -> neutral, never -> contradiction, translated per language), SST-2
+by the adjective, NER from gazetteers of names, places and organisations.
+`demo_texts(root)` yields every sentence written plus the templates' words, to train a local
+vocabulary on (vocab.build_local_vocabulary).
+"""
+import os
+import random
+from typing import Dict, Iterator, List, Sequence
+
+from xfer_t5x.tasks import templates
+
+LANGUAGES = ("en", "de", "es", "sw", "zh")
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+
+# Per language: subjects, verbs, objects, and the three keywords that decide the NLI label.
+_LEX: Dict[str, Dict[str, Sequence[str]]] = {
+    "en": {"subj": ["The teacher", "My brother", "The farmer", "A child", "The doctor",
+                    "Our neighbour"],
+           "verb": ["reads", "buys", "cooks", "paints", "carries", "sells"],
+           "obj": ["a book", "the bread", "some fish", "a red chair", "the letters", "fresh rice"],
+           "key": ["always", "maybe", "never"], "sep": " "},
+    "de": {"subj": ["Der Lehrer", "Mein Bruder", "Der Bauer", "Ein Kind", "Die Ärztin",
+                    "Unser Nachbar"],
+           "verb": ["liest", "kauft", "kocht", "malt", "trägt", "verkauft"],
+           "obj": ["ein Buch", "das Brot", "etwas Fisch", "einen roten Stuhl", "die Briefe",
+                   "frischen Reis"],
+           "key": ["immer", "vielleicht", "nie"], "sep": " "},
+    "es": {"subj": ["El maestro", "Mi hermano", "El granjero", "Un niño", "La doctora",
+                    "Nuestro vecino"],
+           "verb": ["lee", "compra", "cocina", "pinta", "lleva", "vende"],
+           "obj": ["un libro", "el pan", "algo de pescado", "una silla roja", "las cartas",
+                   "arroz fresco"],
+           "key": ["siempre", "quizás", "nunca"], "sep": " "},
+    "sw": {"subj": ["Mwalimu", "Kaka yangu", "Mkulima", "Mtoto", "Daktari", "Jirani yetu"],
+           "verb": ["anasoma", "ananunua", "anapika", "anapaka", "anabeba", "anauza"],
+           "obj": ["kitabu", "mkate", "samaki", "kiti chekundu", "barua", "mchele mpya"],
+           "key": ["daima", "labda", "kamwe"], "sep": " "},
+    "zh": {"subj": ["老师", "我哥哥", "农民", "一个孩子", "医生", "我们的邻居"],
+           "verb": ["读", "买", "做", "画", "拿", "卖"],
+           "obj": ["一本书", "面包", "一些鱼", "一把红椅子", "那些信", "新米"],
+           "key": ["总是", "也许", "从不"], "sep": ""},
+}
+_SST_POS = ["good", "great", "wonderful", "charming", "moving"]
+_SST_NEG = ["bad", "awful", "boring", "dull", "painful"]
+_SST_FRAMES = ["a {} film", "the acting is {}", "an often {} journey",
+               "{} and {} from start to end", "the story feels {}", "it 's a {} ride"]
+
+# NER gazetteers (shared names, per-language glue words and places in local spelling).
+_PER = [["Anna", "Müller"], ["Juma", "Hassan"], ["Maria", "García"], ["John", "Smith"],
+        ["Li", "Wei"], ["Amina"], ["Peter", "Brown"]]
+_ORG = {"en": [["United", "Nations"], ["Red", "Cross"], ["City", "Bank"]],
+        "de": [["Deutsche", "Bahn"], ["Rotes", "Kreuz"], ["Stadt", "Bank"]],
+        "es": [["Naciones", "Unidas"], ["Cruz", "Roja"], ["Banco", "Central"]],
+        "sw": [["Umoja", "wa", "Mataifa"], ["Msalaba", "Mwekundu"], ["Benki", "Kuu"]],
+        "zh": [["联合国"], ["红十字会"], ["中央", "银行"]]}
+_LOC = {"en": [["London"], ["New", "York"], ["Kenya"]],
+        "de": [["Berlin"], ["München"], ["Österreich"]],
+        "es": [["Madrid"], ["Buenos", "Aires"], ["México"]],
+        "sw": [["Nairobi"], ["Dar", "es", "Salaam"], ["Tanzania"]],
+        "zh": [["北京"], ["上海"], ["中国"]]}
+_NER_GLUE = {"en": (["works", "for"], ["in"]), "de": (["arbeitet", "für"], ["in"]),
+             "es": (["trabaja", "para"], ["en"]), "sw": (["anafanya", "kazi", "na"], ["huko"]),
+             "zh": (["在"], ["工作", "于"])}
+
+
+def _join(lang, *parts):
+  return _LEX[lang]["sep"].join(p for p in parts if p)
+
+
+def _nli_pair(rng, lang):
+  lex = _LEX[lang]
+  s, v, o = rng.choice(lex["subj"]), rng.choice(lex["verb"]), rng.choice(lex["obj"])
+  label = rng.randrange(3)
+  premise = _join(lang, s, v, o) + ("。" if lang == "zh" else ".")
+  s2 = rng.choice(lex["subj"])
+  hypothesis = _join(lang, s2, lex["key"][label], rng.choice(lex["verb"]), o) + (
+      "。" if lang == "zh" else ".")
+  return premise, hypothesis, NLI_LABELS[label]
+
+
+def _write(path, lines: List[str]):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def _mnli(rng, n, dev):
+  header = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+            "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\t" +
+            ("label1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label" if dev else "label1\tgold_label"))
+  lines = [header]
+  for i in range(n):
+    p, h, label = _nli_pair(rng, "en")
+    labels = [label] * (5 if dev else 1)
+    lines.append("\t".join([str(i), str(1000 + i), f"{1000 + i}{label[0]}", "fiction",
+                            f"( {p} )", f"( {h} )", f"(ROOT {p})", f"(ROOT {h})", p, h,
+                            *labels, label]))
+  return lines
+
+
+def _xnli(rng, n_per_lang, split_offset):
+  header = ("language\tgold_label\tsentence1_binary_parse\tsentence2_binary_parse\t"
+            "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tpromptID\tpairID\tgenre\t"
+            "label1\tlabel2\tlabel3\tlabel4\tlabel5")
+  lines = [header]
+  for lang in LANGUAGES:
+    for i in range(n_per_lang):
+      p, h, label = _nli_pair(rng, lang)
+      lines.append("\t".join([lang, label, "", "", "", "", p, h, str(split_offset + i),
+                              str(split_offset + i), "fiction", *([label] * 5)]))
+  return lines
+
+
+def _sst2(rng, n):
+  lines = ["sentence\tlabel"]
+  for _ in range(n):
+    positive = rng.random() < 0.5
+    words = _SST_POS if positive else _SST_NEG
+    frame = rng.choice(_SST_FRAMES)
+    lines.append(f"{frame.format(*[rng.choice(words) for _ in range(frame.count('{}'))])} \t"
+                 f"{int(positive)}")
+  return lines
+
+
+def _tagged(entity, kind):
+  return [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(entity)]
+
+
+def _panx_sentence(rng, lang):
+  work, place = _NER_GLUE[lang]
+  per, org, loc = rng.choice(_PER), rng.choice(_ORG[lang]), rng.choice(_LOC[lang])
+  if lang == "zh":
+    pairs = _tagged(per, "PER") + [(work[0], "O")] + _tagged(loc, "LOC") + [
+        (w, "O") for w in place] + _tagged(org, "ORG") + [("。", "O")]
+  elif rng.random() < 0.5:
+    pairs = _tagged(per, "PER") + [(w, "O") for w in work] + _tagged(org, "ORG") + [
+        (w, "O") for w in place] + _tagged(loc, "LOC") + [(".", "O")]
+  else:
+    pairs = [(w, "O") for w in place] + _tagged(loc, "LOC") + [(",", "O")] + _tagged(
+        per, "PER") + [(w, "O") for w in work] + _tagged(org, "ORG") + [(".", "O")]
+  return pairs
+
+
+def _panx(rng, n, lang):
+  lines = []
+  for _ in range(n):
+    lines += [f"{w}\t{t}" for w, t in _panx_sentence(rng, lang)] + [""]
+  return lines[:-1]
+
+
+def write_demo_data(root: str, seed: int = 0, n_train: int = 120, n_eval: int = 20) -> str:
+  """Writes the demo datasets under `root` (see the module docstring); returns root.
+
+  Args:
+    root: folder to write into (created); pass it as register_tasks' data_dir.
+    seed: the same seed writes the same bytes.
+    n_train: rows of each English training file (MNLI, SST-2, PAN-X en).
+    n_eval: rows per language of each dev and test file.
+  """
+  rng = random.Random(seed)
+  _write(os.path.join(root, "mnli", "train.tsv"), _mnli(rng, n_train, dev=False))
+  _write(os.path.join(root, "mnli", "dev_matched.tsv"), _mnli(rng, n_eval, dev=True))
+  _write(os.path.join(root, "sst2", "train.tsv"), _sst2(rng, n_train))
+  _write(os.path.join(root, "sst2", "dev.tsv"), _sst2(rng, n_eval))
+  _write(os.path.join(root, "xnli", "xnli.dev.tsv"), _xnli(rng, n_eval, 0))
+  _write(os.path.join(root, "xnli", "xnli.test.tsv"), _xnli(rng, n_eval, 10000))
+  for split, langs, n in (("train", ("en",), n_train), ("dev", LANGUAGES, n_eval),
+                          ("test", LANGUAGES, n_eval)):
+    for lang in langs:
+      _write(os.path.join(root, "panx", f"{split}-{lang}.tsv"), _panx(rng, n, lang))
+  return root
+
+
+def demo_texts(root: str) -> Iterator[str]:
+  """Every sentence of the demo files under root, then the templates' fixed words."""
+  for dirpath, _, files in sorted(os.walk(root)):
+    for name in sorted(files):
+      path = os.path.join(dirpath, name)
+      with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+      if "panx" in dirpath:
+        sentence = []
+        for line in lines + [""]:
+          if line.strip():
+            sentence.append(line.split("\t")[0])
+          elif sentence:
+            yield " ".join(sentence)
+            sentence = []
+        continue
+      header = lines[0].split("\t")
+      wanted = [i for i, h in enumerate(header) if h in ("sentence1", "sentence2", "sentence")]
+      for line in lines[1:]:
+        fields = line.split("\t")
+        for i in wanted:
+          if i < len(fields) and fields[i].strip():
+            yield fields[i].strip()
+  for t in templates.TEMPLATES.values():
+    yield " ".join(w for w in (t.inputs + " " + t.targets).replace("{", " ").replace(
+        "}", " ").split())
+  yield " ".join(NLI_LABELS + ("positive", "negative", templates.UNANSWERABLE, "None", "$$",
+                               "PER:", "LOC:", "ORG:"))
