@@ -121,3 +121,30 @@ def test_refuses_checkpoint_of_another_model(demo_workspace, uninterrupted, tmp_
   assert "Traceback" not in err, "a user error should be a message, not a traceback"
   assert (ref_dir / f"checkpoint_{STEPS}").is_dir()  # nothing lost
   assert "TRAIN_STEPS = 40" in (ref_dir / "config.gin").read_text()  # nor overwritten
+
+
+def test_finetune_starts_from_a_t5x_checkpoint(demo_workspace, tmp_path):
+  """INITIAL_CHECKPOINT: the checkpoint T5X itself wrote (../shared/data) starts the run; after
+  one Adafactor step (lr 1e-3 x parameter RMS) the parameters are still those of T5X."""
+  from tests.conftest import shared_path  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.tasks import demo_data, vocab  # pylint: disable=g-import-not-at-top
+  ckpt = shared_path("t5x_checkpoint", "checkpoint_20")
+  want = dict(np.load(shared_path("t5x_checkpoint", "params_step20.npz")))
+  # 320 pieces + 64 sentinels = the checkpoint's 384-row embedding.
+  spm = tmp_path / "spm320.model"
+  english = [t for t in demo_data.demo_texts(demo_workspace["data_dir"]) if t.isascii()]
+  vocab.build_local_vocabulary(english, str(spm), vocab_size=320)
+  ws = dict(demo_workspace, vocab=str(spm))
+  model_dir = tmp_path / "model"
+  cmd = _cmd(ws, model_dir, steps=1, extra=(f"--gin.INITIAL_CHECKPOINT={ckpt}",
+                                            "--gin.default_vocabulary.extra_ids=64",
+                                            "--gin.DROPOUT_RATE=0.0"))
+  cmd = [c for c in cmd if c != "--gin.INITIAL_CHECKPOINT=None"]
+  proc = _run(cmd, cwd=tmp_path)
+  assert "initialised from" in proc.stdout
+  got = _params(model_dir, 1)
+  assert got.keys() == want.keys()
+  for k in want:
+    rms = float(np.sqrt(np.mean(want[k] ** 2)))
+    change = float(np.max(np.abs(got[k] - want[k])))
+    assert change <= 2e-3 * max(rms, 1e-3) + 1e-7, (k, change, rms)
