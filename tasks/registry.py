@@ -15,6 +15,7 @@ it, and its `TaskInfo` (mode, target, language, eval split, template, metrics, s
 import dataclasses
 import functools
 import logging
+import os
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import seqio
@@ -151,6 +152,7 @@ def jsonl_source(name: str, files: Mapping[str, Union[str, Sequence[str]]],
   splits = {}
   for split, paths in files.items():
     paths = [paths] if isinstance(paths, str) else list(paths)
+    paths = [os.path.abspath(os.path.expanduser(p)) for p in paths]
     splits[split] = [sources_base.Part.of(p, sources_common.read_schema_jsonl,
                                           "JSON lines with fields " + ", ".join(schema),
                                           schema=tuple(schema.items())) for p in paths]
