@@ -13,6 +13,8 @@ from typing import Iterable, Optional
 import gin
 import seqio
 
+from xfer_t5x import fileio
+
 MT5_VOCAB_PATH = "gs://t5-data/vocabs/mc4.250000.100extra/sentencepiece.model"
 MT5_EXTRA_IDS = 100
 
@@ -72,12 +74,7 @@ def build_local_vocabulary(texts: Iterable[str],
         max_sentence_length=8192,
         minloglevel=2,
     )
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-      f.write(model.getvalue())
-    os.replace(tmp, path)
+    fileio.atomic_write(path, model.getvalue())
   return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
 
 

@@ -24,6 +24,8 @@ import sqlite3
 import numpy as np
 import pandas as pd
 
+from xfer_t5x import fileio
+
 COLUMNS = (
     "run_id", "experiment", "size", "n_params", "intermediate", "target_task", "stage",
     "language", "split", "seed", "metric", "value", "task_score", "checkpoint", "step",
@@ -242,16 +244,12 @@ def _from_sql(row):
 
 def write_csv(rows, path):
   """Writes rows (dicts with COLUMNS) as a results CSV, replacing `path` atomically."""
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="", encoding="utf-8") as f:
+  with fileio.atomic_open(path, "w") as f:
     w = csv.writer(f)
     w.writerow(COLUMNS)
     for r in rows:
       w.writerow(["true" if r[c] is True else "false" if r[c] is False else
                   ("" if isinstance(r[c], float) and math.isnan(r[c]) else r[c]) for c in COLUMNS])
-  os.replace(tmp, path)
   return len(rows)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from etils import epath
 
+from xfer_t5x import fileio
 from xfer_t5x.evaluation.examples import json_safe
 from xfer_t5x.evaluation.results import TaskResult, finite_or_none
 from xfer_t5x.tasks import metrics as metrics_lib
@@ -36,16 +37,9 @@ def model_path(model_dir) -> epath.Path:
   return epath.Path(text if "://" in text else os.path.abspath(os.path.expanduser(text)))
 
 
-def atomic_write(path: epath.Path, text: str) -> None:
-  """Writes `text` to a temporary file beside `path`, then renames it over `path`."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
-  try:
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
+def atomic_write(path, text: str) -> None:
+  """Replaces `path` with `text` atomically (see xfer_t5x.fileio)."""
+  fileio.atomic_write(path, text)
 
 
 def _now() -> str:

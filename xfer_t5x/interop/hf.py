@@ -27,6 +27,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from xfer_t5x import fileio
 from xfer_t5x.interop import shapes as shapes_lib
 from xfer_t5x.model import scan
 from xfer_t5x.model.config import T5Config
@@ -232,13 +233,11 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], path: str) -> None:
     blobs.append(blob)
   text = json.dumps(header, separators=(",", ":")).encode()
   text += b" " * (-len(text) % 8)
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
+  with fileio.atomic_open(path, "wb") as f:
     f.write(struct.pack("<Q", len(text)))
     f.write(text)
     for blob in blobs:
       f.write(blob)
-  os.replace(tmp, path)
 
 
 def _read_torch_bin(path: str) -> Dict[str, np.ndarray]:

@@ -1,6 +1,8 @@
 """Files on a local disk or on GCS (`gs://...`, through tf.io.gfile, imported only then)."""
 import os
 
+from xfer_t5x import fileio
+
 
 def is_gcs(path) -> bool:
   return str(path).startswith("gs://")
@@ -37,8 +39,4 @@ def write_bytes(path, data: bytes) -> None:
     with _gfile().GFile(path, "wb") as f:
       f.write(data)
     return
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
+  fileio.atomic_write(path, data)

@@ -21,11 +21,12 @@ import datetime
 import io
 import os
 import pathlib
-import tempfile
 import tokenize
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import gin
+
+from xfer_t5x import fileio
 from etils import epath
 from gin import config_parser
 
@@ -246,19 +247,6 @@ def _join(model_dir, name: str) -> str:
   return os.path.join(os.path.expanduser(model_dir), name)
 
 
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def write_text_keeping_old(path, text: str) -> str:
   """Writes `text` to `path` atomically; a different existing file is kept as `path.<timestamp>`.
 
@@ -275,11 +263,7 @@ def write_text_keeping_old(path, text: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     kept = f"{path_str}.{stamp}"
     p.rename(kept)
-  if remote:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text)  # object stores write whole objects: no partial file is ever visible
-  else:
-    _atomic_write(p, text)
+  fileio.atomic_write(path_str, text)
   return kept
 
 
