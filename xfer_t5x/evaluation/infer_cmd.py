@@ -15,6 +15,7 @@ import os
 import sys
 from typing import List, Optional, Tuple
 
+from xfer_t5x import fileio
 from xfer_t5x.runtime import gin_utils
 
 
@@ -90,5 +91,5 @@ def run(args) -> int:
     print("\n".join(lines), flush=True)
     if args.output:
       from xfer_t5x.evaluation import summary  # pylint: disable=g-import-not-at-top
-      summary.atomic_write(summary.model_path(args.output), "".join(x + "\n" for x in lines))
+      fileio.atomic_write(summary.model_path(args.output), "".join(x + "\n" for x in lines))
   return 0

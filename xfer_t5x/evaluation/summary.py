@@ -37,11 +37,6 @@ def model_path(model_dir) -> epath.Path:
   return epath.Path(text if "://" in text else os.path.abspath(os.path.expanduser(text)))
 
 
-def atomic_write(path, text: str) -> None:
-  """Replaces `path` with `text` atomically (see xfer_t5x.fileio)."""
-  fileio.atomic_write(path, text)
-
-
 def _now() -> str:
   return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -54,7 +49,7 @@ def write_predictions(model_dir, result: TaskResult, step: int) -> epath.Path:
   """`inference_eval/<task>-<step>.jsonl`, one JSON object per example (replaced if present)."""
   path = predictions_path(model_dir, result.task, step)
   lines = [json.dumps(json_safe(r), ensure_ascii=False) for r in result.records]
-  atomic_write(path, "".join(line + "\n" for line in lines))
+  fileio.atomic_write(path, "".join(line + "\n" for line in lines))
   return path
 
 
@@ -90,7 +85,7 @@ def append_metrics(model_dir, results: Sequence[TaskResult], step: int,
             "task_score": finite_or_none(language_score(entry["target"], r.metrics)),
             "checkpoint": checkpoint, "evaluated_at": when}
     lines.append(json.dumps(line, ensure_ascii=False, sort_keys=False))
-  atomic_write(path, old + "".join(line + "\n" for line in lines))
+  fileio.atomic_write(path, old + "".join(line + "\n" for line in lines))
   return path
 
 
@@ -156,8 +151,8 @@ def update_summary(model_dir, results: Sequence[TaskResult], step: int,
   summary["steps"] = dict(sorted(summary["steps"].items(), key=lambda kv: int(kv[0])))
   summary["latest_step"] = max(int(s) for s in summary["steps"])
   root = model_path(model_dir)
-  atomic_write(root / SUMMARY_JSON, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-  atomic_write(root / SUMMARY_TXT, render_text(summary))
+  fileio.atomic_write(root / SUMMARY_JSON, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+  fileio.atomic_write(root / SUMMARY_TXT, render_text(summary))
   return summary
 
 
