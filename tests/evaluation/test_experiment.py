@@ -1,0 +1,183 @@
+"""Experiments in gin and their expansion into runs and phases (no training here)."""
+import os
+
+import gin
+import pytest
+
+from xfer_t5x.experiments import experiment as exp_lib
+from xfer_t5x.experiments import grid
+from xfer_t5x.experiments import phases
+
+ROOT = "/tmp/xfer_t5x_test_experiment_root"
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+def _plan(files, *bindings):
+  return grid.load_plan(files, [f"experiment.root_dir = {ROOT!r}", *bindings])
+
+
+def test_demo_expands_into_runs_sharing_intermediate_phases():
+  plan = _plan(["experiments/demo.gin"])
+  assert len(plan.runs) == 2 * 3 * 2  # sizes x intermediates x targets (1 seed)
+  kinds = [p.kind for p in plan.phases]
+  assert kinds.count("intermediate") == 2 * 2          # (size, mnli|sst2): shared by targets
+  assert kinds.count("target") == 2 * 3 * 2
+  assert kinds.count("evaluate") == 12
+  ids = [r.run_id for r in plan.runs]
+  assert len(set(ids)) == len(ids)
+  assert "demo/tiny/mnli/xnli/seed0" in ids
+  dirs = [p.model_dir for p in plan.phases if p.kind != "evaluate"]
+  assert len(set(dirs)) == len(dirs), "every training phase has its own model dir"
+  assert all(d.startswith(ROOT + "/demo/") for d in dirs)
+  assert plan.results_db == os.path.join(ROOT, "results.sqlite")
+  assert plan.state_dir == ROOT
+
+  run = plan.run("demo/mini/mnli/panx/seed0")
+  inter, stage, ev = (plan.phase(p) for p in run.phase_ids)
+  assert (inter.kind, stage.kind, ev.kind) == ("intermediate", "target", "evaluate")
+  assert inter.task == "mnli" and inter.initial_checkpoint is None  # demo: random init
+  assert inter.steps == 40 and inter.batch_size == 8
+  assert stage.task == "panx_train"
+  assert stage.initial_checkpoint == os.path.join(inter.model_dir, "checkpoint_40")
+  assert stage.depends_on == (inter.phase_id,)
+  assert dict(stage.feature_lengths) == {"inputs": 40, "targets": 40}
+  assert ev.model_dir == stage.model_dir and ev.steps == stage.steps
+  assert ev.eval_tasks == tuple(f"panx.{l}" for l in ("en", "de", "es", "sw", "zh"))
+  assert "models/mt5_mini.gin" in inter.gin_files
+  # the mnli intermediate phase is the same for both targets
+  xnli_run = plan.run("demo/mini/mnli/xnli/seed0")
+  assert xnli_run.phase_ids[0] == run.phase_ids[0]
+
+  none_run = plan.run("demo/tiny/none/xnli/seed0")
+  assert len(none_run.phase_ids) == 2
+  first = plan.phase(none_run.phase_ids[0])
+  assert first.kind == "target" and first.initial_checkpoint is None and not first.depends_on
+  # phases come after what they depend on
+  order = {p.phase_id: i for i, p in enumerate(plan.phases)}
+  assert all(order[d] < order[p.phase_id] for p in plan.phases for d in p.depends_on)
+
+
+def test_phase_bindings_set_the_run_file_macros():
+  plan = _plan(["experiments/demo.gin"], "experiment.seeds = [3]")
+  stage = plan.phase("demo/tiny/seed3/sst2/xnli/1-xnli_train")
+  b = "\n".join(stage.gin_bindings)
+  assert f"MODEL_DIR = {stage.model_dir!r}" in b
+  assert "MIXTURE_OR_TASK_NAME = 'xnli_train'" in b
+  assert "TRAIN_STEPS = 40" in b and "train.seed = 3" in b
+  assert f"INITIAL_CHECKPOINT = {stage.initial_checkpoint!r}" in b
+  assert "TASK_FEATURE_LENGTHS = {'inputs': 48, 'targets': 8}" in b
+
+
+def test_multi_stage_target_chains_its_stages_and_tatoeba_uses_xquad():
+  plan = _plan(["experiments/demo.gin"],
+               "experiment.sizes = {'tiny': 'models/mt5_tiny.gin'}",
+               "experiment.intermediates = ['none', 'mnli']",
+               "experiment.targets = ['xcopa', 'xquad', 'tatoeba']",
+               "experiment.languages = {'xcopa': ['et', 'sw'], 'tatoeba': ['de']}",
+               "experiment.stage_steps = {'xcopa_train.copa': 7}")
+  run = plan.run("demo/tiny/mnli/xcopa/seed0")
+  inter, siqa, copa, ev = (plan.phase(p) for p in run.phase_ids)
+  assert (siqa.task, copa.task) == ("xcopa_train.siqa", "xcopa_train.copa")
+  assert siqa.initial_checkpoint == inter.final_checkpoint
+  assert copa.initial_checkpoint == siqa.final_checkpoint
+  assert copa.steps == 7 and siqa.steps == 40
+  assert ev.model_dir == copa.model_dir and ev.steps == 7
+  assert run.stages == ("xcopa_train.siqa", "xcopa_train.copa")
+  assert len(plan.run("demo/tiny/mnli/xquad/seed0").languages) == 12  # catalog default
+
+  tat = plan.run("demo/tiny/mnli/tatoeba/seed0")
+  xquad = plan.run("demo/tiny/mnli/xquad/seed0")
+  assert tat.phase_ids[:-1] == xquad.phase_ids[:-1]
+  tev = plan.phase(tat.eval_phase_id)
+  assert tev.model_dir == plan.phase(xquad.phase_ids[-2]).model_dir
+  assert tev.eval_tasks == ("tatoeba.de",)
+
+
+def test_study_experiment_file_expands():
+  plan = _plan(["experiments/xtreme_r.gin"])
+  exp = plan.experiment
+  assert [s for s, _ in exp.sizes] == ["base", "large", "xl", "xxl"]
+  assert len(exp.intermediates) == 10 and exp.intermediates[0] == "none"
+  targets = [t for t, _ in exp.targets]
+  assert "lareqa" not in targets and "mewslix" not in targets and "tatoeba" in targets
+  kinds = [p.kind for p in plan.phases]
+  assert len(plan.runs) == 4 * 10 * 8 * 3
+  assert kinds.count("intermediate") == 4 * 9 * 3
+  assert kinds.count("target") == 4 * 10 * 3 * 8  # seven targets, xcopa with two stages
+  assert kinds.count("evaluate") == len(plan.runs)
+  none_xnli = plan.phase("xtreme_r/xl/seed1/none/xnli/1-xnli_train")
+  assert none_xnli.initial_checkpoint == (
+      "gs://t5-data/pretrained_models/t5x/mt5_xl/checkpoint_1000000")
+  assert dict(none_xnli.feature_lengths) == {"inputs": 1024, "targets": 128}
+  assert dict(plan.phase("xtreme_r/xl/seed1/none/xquad/1-xquad_train").feature_lengths) == {
+      "inputs": 1024, "targets": 512}
+  assert "partitioning/2d.gin" in none_xnli.gin_files
+  tatoeba = plan.phase("xtreme_r/base/seed0/mnli/tatoeba/evaluate")
+  assert tatoeba.model_dir == plan.phase("xtreme_r/base/seed0/mnli/xquad/1-xquad_train").model_dir
+  assert dict(tatoeba.feature_lengths) == {"inputs": 512, "targets": 8}
+  assert "evaluate.feature_lengths = {'inputs': 512, 'targets': 8}" in tatoeba.gin_bindings
+
+
+def test_remote_root_needs_a_local_state_dir():
+  with pytest.raises(exp_lib.ExperimentError, match="state_dir"):
+    grid.load_plan(["experiments/demo.gin"], ["experiment.root_dir = 'gs://bucket/grid'"])
+  plan = grid.load_plan(["experiments/demo.gin"], ["experiment.root_dir = 'gs://bucket/grid/'"],
+                        state_dir="/tmp/grid_state")
+  assert plan.state_dir == "/tmp/grid_state"
+  assert plan.results_db == "/tmp/grid_state/results.sqlite"
+  assert plan.phases[0].model_dir.startswith("gs://bucket/grid/demo/tiny/")
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("experiment.targets = ['lareqa']", "no English training stages"),
+    ("experiment.targets = ['nosuch']", "unknown target"),
+    ("experiment.targets = ['tatoeba']", "add 'xquad'"),
+    ("experiment.seeds = [1, 1]", "distinct seeds"),
+    ("experiment.target_steps = 0", "at least 1"),
+    ("experiment.feature_lengths = {'default': {'inputs': 8}}", "exactly 'inputs' and 'targets'"),
+    ("experiment.name = 'a/b'", "without '/'"),
+])
+def test_bad_experiments_fail_with_the_binding_named(binding, message):
+  with pytest.raises(exp_lib.ExperimentError, match=message):
+    _plan(["experiments/demo.gin"], binding)
+
+
+def test_feature_lengths_lookup_order():
+  exp = exp_lib.experiment(name="x", sizes={"t": "models/mt5_tiny.gin"}, targets=["xnli", "xquad"],
+                           feature_lengths={"xnli_train": {"inputs": 9, "targets": 3},
+                                            "xquad": {"inputs": 11, "targets": 5}})
+  assert exp.lengths_for("xnli_train", "xnli") == {"inputs": 9, "targets": 3}
+  assert exp.lengths_for("xquad_train", "xquad") == {"inputs": 11, "targets": 5}
+  assert exp.lengths_for("mnli") == exp_lib.DEFAULT_FEATURE_LENGTHS
+  bare = exp_lib.experiment(name="x", sizes={"t": "models/mt5_tiny.gin"}, targets=["udpos"])
+  assert bare.lengths_for("udpos_train", "udpos") == {"inputs": 1024, "targets": 512}
+
+
+def test_phase_config_hash_is_stable_and_distinguishes_phases():
+  plan = _plan(["experiments/demo.gin"])
+  a, b = plan.phases[0], plan.phases[1]
+  ha = phases.config_hash(a)
+  assert ha == phases.config_hash(a) and len(ha) == 64
+  assert ha != phases.config_hash(b)
+  other = _plan(["experiments/demo.gin"], "experiment.target_steps = 41")
+  assert phases.config_hash(other.phase(a.phase_id)) != ha  # TRAIN_STEPS differs
+
+
+def test_phase_config_hash_ignores_the_rest_of_the_grid():
+  plan = _plan(["experiments/demo.gin"])
+  wider = _plan(["experiments/demo.gin"], "experiment.seeds = [0, 1]",
+                "experiment.intermediates = ['none', 'mnli', 'sst2', 'qqp']")
+  pid = "demo/tiny/seed0/mnli/xnli/1-xnli_train"
+  assert phases.config_hash(plan.phase(pid)) == phases.config_hash(wider.phase(pid))
+  moved = grid.load_plan(["experiments/demo.gin"], ["experiment.root_dir = '/elsewhere/grid'"])
+  assert phases.config_hash(moved.phase(pid)) == phases.config_hash(plan.phase(pid))
+  gin.clear_config()
+  phases.configure(plan.phase(pid), finalize=False)
+  text = phases.phase_config_text()
+  assert "experiment." not in text and "TRAIN_STEPS = 40" in text
