@@ -3,9 +3,14 @@
 `write_demo_data(root)` writes, under root, the files the file sources read:
   mnli/train.tsv, mnli/dev_matched.tsv     GLUE MNLI TSV (all 12/16 columns)
   sst2/train.tsv, sst2/dev.tsv             GLUE SST-2 TSV
-  xnli/xnli.dev.tsv, xnli/xnli.test.tsv    XNLI 1.0 TSV, languages en de es sw zh
+  xnli/xnli.dev.tsv, xnli/xnli.test.tsv    XNLI 1.0 TSV, languages en de es sw zh ar hi tr
   panx/{train,dev,test}-<lang>.tsv         XTREME's PAN-X token<TAB>tag files (train: en only)
-The text is fake but shaped like each language's (word order, script, no spaces in Chinese).
+The eight languages are in both XNLI and PAN-X, and the seven besides English spread over scripts
+(Latin, Han, Arabic, Devanagari) and families, so the analysis has enough languages for its
+correlations and slopes (it leaves English out and needs five).
+The text is fake but shaped like each language's (script, word order: SVO, SOV in Hindi and
+Turkish, VSO in Arabic; no spaces in Chinese). Every string is NFKC-stable, so the local
+vocabulary (which normalises with NFKC) decodes it back unchanged.
 Labels follow simple patterns a tiny model can learn: NLI by one keyword in the hypothesis
 (always -> entailment, maybe -> neutral, never -> contradiction, translated per language), SST-2
 by the adjective, NER from gazetteers of names, places and organisations.
@@ -18,10 +23,11 @@ from typing import Dict, Iterator, List, Sequence
 
 from xfer_t5x.tasks import templates
 
-LANGUAGES = ("en", "de", "es", "sw", "zh")
+LANGUAGES = ("en", "de", "es", "sw", "zh", "ar", "hi", "tr")
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 
-# Per language: subjects, verbs, objects, and the three keywords that decide the NLI label.
+# Per language: subjects, verbs, objects, the three keywords that decide the NLI label, the word
+# separator, and optionally the word order ("svo" unless said) and the full stop ("." unless said).
 _LEX: Dict[str, Dict[str, Sequence[str]]] = {
     "en": {"subj": ["The teacher", "My brother", "The farmer", "A child", "The doctor",
                     "Our neighbour"],
@@ -47,43 +53,77 @@ _LEX: Dict[str, Dict[str, Sequence[str]]] = {
     "zh": {"subj": ["老师", "我哥哥", "农民", "一个孩子", "医生", "我们的邻居"],
            "verb": ["读", "买", "做", "画", "拿", "卖"],
            "obj": ["一本书", "面包", "一些鱼", "一把红椅子", "那些信", "新米"],
-           "key": ["总是", "也许", "从不"], "sep": ""},
+           "key": ["总是", "也许", "从不"], "sep": "", "end": "。"},
+    "ar": {"subj": ["المعلم", "أخي", "المزارع", "طفل", "الطبيبة", "جارنا"],
+           "verb": ["يقرأ", "يشتري", "يطبخ", "يرسم", "يحمل", "يبيع"],
+           "obj": ["كتابا", "الخبز", "بعض السمك", "كرسيا أحمر", "الرسائل", "أرزا طازجا"],
+           "key": ["دائما", "ربما", "أبدا"], "sep": " ", "order": "vso"},
+    "hi": {"subj": ["शिक्षक", "मेरा भाई", "किसान", "एक बच्चा", "डॉक्टर", "हमारा मित्र"],
+           "verb": ["लिखता है", "खरीदता है", "पकाता है", "बनाता है", "उठाता है", "बेचता है"],
+           "obj": ["एक किताब", "रोटी", "कुछ मछली", "एक लाल कुर्सी", "चिट्ठियाँ", "ताजा चावल"],
+           "key": ["हमेशा", "शायद", "कभी नहीं"], "sep": " ", "order": "sov", "end": "।"},
+    "tr": {"subj": ["Öğretmen", "Kardeşim", "Çiftçi", "Bir çocuk", "Doktor", "Komşumuz"],
+           "verb": ["okuyor", "alıyor", "pişiriyor", "boyuyor", "taşıyor", "satıyor"],
+           "obj": ["bir kitap", "ekmeği", "biraz balık", "kırmızı bir sandalye", "mektupları",
+                   "taze pirinç"],
+           "key": ["her zaman", "belki", "asla"], "sep": " ", "order": "sov"},
 }
 _SST_POS = ["good", "great", "wonderful", "charming", "moving"]
 _SST_NEG = ["bad", "awful", "boring", "dull", "painful"]
 _SST_FRAMES = ["a {} film", "the acting is {}", "an often {} journey",
                "{} and {} from start to end", "the story feels {}", "it 's a {} ride"]
 
-# NER gazetteers (shared names, per-language glue words and places in local spelling).
+# NER gazetteers: names (shared, or local where the language has its own list), organisations
+# and places in local spelling, and the glue words around them.
 _PER = [["Anna", "Müller"], ["Juma", "Hassan"], ["Maria", "García"], ["John", "Smith"],
         ["Li", "Wei"], ["Amina"], ["Peter", "Brown"]]
+_PER_LOCAL = {"ar": [["أحمد", "علي"], ["فاطمة", "حسن"], ["ليلى"], ["محمد", "سعيد"]],
+              "hi": [["राहुल", "शर्मा"], ["सीता", "देवी"], ["अमित", "कुमार"], ["प्रिया"]],
+              "tr": [["Ayşe", "Yılmaz"], ["Mehmet", "Demir"], ["Elif"], ["Can", "Kaya"]]}
 _ORG = {"en": [["United", "Nations"], ["Red", "Cross"], ["City", "Bank"]],
         "de": [["Deutsche", "Bahn"], ["Rotes", "Kreuz"], ["Stadt", "Bank"]],
         "es": [["Naciones", "Unidas"], ["Cruz", "Roja"], ["Banco", "Central"]],
         "sw": [["Umoja", "wa", "Mataifa"], ["Msalaba", "Mwekundu"], ["Benki", "Kuu"]],
-        "zh": [["联合国"], ["红十字会"], ["中央", "银行"]]}
+        "zh": [["联合国"], ["红十字会"], ["中央", "银行"]],
+        "ar": [["الأمم", "المتحدة"], ["الهلال", "الأحمر"], ["البنك", "المركزي"]],
+        "hi": [["संयुक्त", "राष्ट्र"], ["रेड", "क्रॉस"], ["भारतीय", "स्टेट", "बैंक"]],
+        "tr": [["Birleşmiş", "Milletler"], ["Kızılay"], ["Merkez", "Bankası"]]}
 _LOC = {"en": [["London"], ["New", "York"], ["Kenya"]],
         "de": [["Berlin"], ["München"], ["Österreich"]],
         "es": [["Madrid"], ["Buenos", "Aires"], ["México"]],
         "sw": [["Nairobi"], ["Dar", "es", "Salaam"], ["Tanzania"]],
-        "zh": [["北京"], ["上海"], ["中国"]]}
+        "zh": [["北京"], ["上海"], ["中国"]],
+        "ar": [["القاهرة"], ["الدار", "البيضاء"], ["مصر"]],
+        "hi": [["नई", "दिल्ली"], ["मुंबई"], ["भारत"]],
+        "tr": [["Ankara"], ["İstanbul"], ["Türkiye"]]}
 _NER_GLUE = {"en": (["works", "for"], ["in"]), "de": (["arbeitet", "für"], ["in"]),
              "es": (["trabaja", "para"], ["en"]), "sw": (["anafanya", "kazi", "na"], ["huko"]),
-             "zh": (["在"], ["工作", "于"])}
+             "zh": (["在"], ["工作", "于"]), "ar": (["يعمل", "في"], ["في"]),
+             # SOV: the work words follow the organisation, the place word follows the place.
+             "hi": (["के", "लिए", "काम", "करता", "है"], ["में"]),
+             "tr": (["için", "çalışıyor"], ["bölgesinde"])}
 
 
-def _join(lang, *parts):
-  return _LEX[lang]["sep"].join(p for p in parts if p)
+def _sentence(lang, subj, verb, obj, key=""):
+  """One clause in the language's word order; the keyword goes before the verb phrase."""
+  lex = _LEX[lang]
+  order = lex.get("order", "svo")
+  if order == "sov":
+    parts = (subj, key, obj, verb)
+  elif order == "vso":
+    parts = (key, verb, subj, obj)
+  else:
+    parts = (subj, key, verb, obj)
+  return lex["sep"].join(p for p in parts if p) + lex.get("end", ".")
 
 
 def _nli_pair(rng, lang):
   lex = _LEX[lang]
   s, v, o = rng.choice(lex["subj"]), rng.choice(lex["verb"]), rng.choice(lex["obj"])
   label = rng.randrange(3)
-  premise = _join(lang, s, v, o) + ("。" if lang == "zh" else ".")
+  premise = _sentence(lang, s, v, o)
   s2 = rng.choice(lex["subj"])
-  hypothesis = _join(lang, s2, lex["key"][label], rng.choice(lex["verb"]), o) + (
-      "。" if lang == "zh" else ".")
+  hypothesis = _sentence(lang, s2, rng.choice(lex["verb"]), o, key=lex["key"][label])
   return premise, hypothesis, NLI_LABELS[label]
 
 
@@ -137,10 +177,19 @@ def _tagged(entity, kind):
 
 def _panx_sentence(rng, lang):
   work, place = _NER_GLUE[lang]
-  per, org, loc = rng.choice(_PER), rng.choice(_ORG[lang]), rng.choice(_LOC[lang])
+  per, org, loc = (rng.choice(_PER_LOCAL.get(lang, _PER)), rng.choice(_ORG[lang]),
+                   rng.choice(_LOC[lang]))
+  glue = lambda words: [(w, "O") for w in words]  # noqa: E731
+  end = [(_LEX[lang].get("end", "."), "O")]
   if lang == "zh":
     pairs = _tagged(per, "PER") + [(work[0], "O")] + _tagged(loc, "LOC") + [
         (w, "O") for w in place] + _tagged(org, "ORG") + [("。", "O")]
+  elif _LEX[lang].get("order") == "sov":  # PER LOC-in ORG-for works / LOC-in , PER ORG-for works
+    if rng.random() < 0.5:
+      pairs = _tagged(per, "PER") + _tagged(loc, "LOC") + glue(place)
+    else:
+      pairs = _tagged(loc, "LOC") + glue(place) + [(",", "O")] + _tagged(per, "PER")
+    pairs += _tagged(org, "ORG") + glue(work) + end
   elif rng.random() < 0.5:
     pairs = _tagged(per, "PER") + [(w, "O") for w in work] + _tagged(org, "ORG") + [
         (w, "O") for w in place] + _tagged(loc, "LOC") + [(".", "O")]

@@ -87,17 +87,32 @@ def test_results_without_baseline_runs_still_render(tmp_path):
   results = results[results["intermediate"] != "none"]
   db = _write_db(results, tmp_path / "r.sqlite")
   out = tmp_path / "report"
-  paths = R.build_report(db, out, kinds=("featural",), n_boot=10, n_perm=10)
+  paths = R.build_report(db, out, kinds=("featural",), n_boot=10, n_perm=10,
+                         notes=["Pilot <b>run</b> & co.", "Line one\nline two"])
   md = open(paths["markdown"]).read()
   assert "no intermediate='none' runs" in md and "No gains" in md
+  # Notes come right under the title, in order; HTML-escaped in the HTML.
+  title, first, second = md.split("\n\n")[:3]
+  assert title.startswith("# ") and first == "> **Note.** Pilot <b>run</b> & co."
+  assert second == "> **Note.** Line one\n> line two"
+  html = open(paths["html"]).read()
+  assert "<b>Note.</b> Pilot &lt;b&gt;run&lt;/b&gt; &amp; co.</p>" in html
+  assert "Line one<br>line two" in html and "<b>run</b>" not in html
+  assert html.index("Pilot") < html.index("<h2>")
+  with pytest.raises(TypeError, match="sequence of strings"):
+    R.build_report(db, out, notes="one string")
 
 
 def test_analyze_command(synthetic, tmp_path, capsys):
   out = tmp_path / "cli_report"
   rc = cli.main(["analyze", "--results", str(synthetic / "results.csv"), "--out", str(out),
-                 "--distance", "syntactic", "--bootstrap", "50", "--permutations", "50"])
+                 "--distance", "syntactic", "--bootstrap", "50", "--permutations", "50",
+                 "--note", "first <note>", "--note", "second"])
   assert rc == 0
   assert (out / "report.md").exists() and (out / "figures" / "gain_vs_syntactic.png").exists()
+  md = (out / "report.md").read_text()
+  assert md.index("> **Note.** first <note>") < md.index("> **Note.** second") < md.index("## ")
+  assert "first &lt;note&gt;" in (out / "report.html").read_text()
   assert "report.md" in capsys.readouterr().out
   bad = tmp_path / "bad.csv"
   bad.write_text("run_id,size\nr1,base\n")

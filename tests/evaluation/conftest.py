@@ -6,7 +6,7 @@ identity and agreement tests compare real, varied numbers (CONTRACTS.md "Numbers
 """
 import pytest
 
-LANGS = ("en", "de", "es", "sw", "zh")
+LANGS = ("en", "de", "es", "sw", "zh")  # five of the demo's eight languages: enough, and quicker
 STEPS = (15, 30)
 # gin/models/mt5_tiny.gin's architecture, float32 activations.
 TINY = dict(emb_dim=64, num_heads=4, head_dim=16, mlp_dim=128, num_encoder_layers=2,
@@ -15,7 +15,7 @@ TINY = dict(emb_dim=64, num_heads=4, head_dim=16, mlp_dim=128, num_encoder_layer
 
 def build(root: str, spm: str):
   """(vocabulary, model) for the demo data at root, registering the tasks with XNLI and PAN-X
-  restricted to the demo's languages."""
+  restricted to LANGS."""
   from xfer_t5x.model.api import EncoderDecoderModel  # pylint: disable=g-import-not-at-top
   from xfer_t5x.model.config import T5Config  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks import demo_data, study, vocab  # pylint: disable=g-import-not-at-top

@@ -7,6 +7,7 @@ import pytest
 from xfer_t5x.experiments import experiment as exp_lib
 from xfer_t5x.experiments import grid
 from xfer_t5x.experiments import phases
+from xfer_t5x.tasks import demo_data
 
 ROOT = "/tmp/xfer_t5x_test_experiment_root"
 
@@ -46,9 +47,10 @@ def test_demo_expands_into_runs_sharing_intermediate_phases():
   assert stage.task == "panx_train"
   assert stage.initial_checkpoint == os.path.join(inter.model_dir, "checkpoint_40")
   assert stage.depends_on == (inter.phase_id,)
-  assert dict(stage.feature_lengths) == {"inputs": 40, "targets": 40}
+  assert dict(stage.feature_lengths) == {"inputs": 64, "targets": 56}
   assert ev.model_dir == stage.model_dir and ev.steps == stage.steps
-  assert ev.eval_tasks == tuple(f"panx.{l}" for l in ("en", "de", "es", "sw", "zh"))
+  # demo.gin evaluates every language the demo data has, in its order
+  assert ev.eval_tasks == tuple(f"panx.{l}" for l in demo_data.LANGUAGES)
   assert "models/mt5_mini.gin" in inter.gin_files
   # the mnli intermediate phase is the same for both targets
   xnli_run = plan.run("demo/mini/mnli/xnli/seed0")
@@ -71,7 +73,7 @@ def test_phase_bindings_set_the_run_file_macros():
   assert "MIXTURE_OR_TASK_NAME = 'xnli_train'" in b
   assert "TRAIN_STEPS = 40" in b and "train.seed = 3" in b
   assert f"INITIAL_CHECKPOINT = {stage.initial_checkpoint!r}" in b
-  assert "TASK_FEATURE_LENGTHS = {'inputs': 48, 'targets': 8}" in b
+  assert "TASK_FEATURE_LENGTHS = {'inputs': 80, 'targets': 8}" in b
 
 
 def test_multi_stage_target_chains_its_stages_and_tatoeba_uses_xquad():

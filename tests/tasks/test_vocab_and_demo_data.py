@@ -80,9 +80,23 @@ def test_demo_tasks_preview(local_vocab, demo_dir):
                                   "panx": list(demo_data.LANGUAGES)})
   for name, split, n in (("mnli", "train", 120), ("sst2", "validation", 20),
                          ("xnli_train", "train", 120), ("xnli.zh", "test", 20),
-                         ("panx_train", "train", 120), ("panx.sw", "test", 20)):
+                         ("panx_train", "train", 120), ("panx.sw", "test", 20),
+                         ("xnli.ar", "test", 20), ("panx.hi", "test", 20), ("xnli.tr", "test", 20)):
     exs = list(seqio.get_mixture_or_task(name).get_dataset(
         registry.task_info(name).sequence_length, split=split, shuffle=False))
     assert len(exs) == n, name
     # The local vocabulary covers the demo text without UNK.
     assert all(2 not in ex["inputs"].numpy() for ex in exs), name
+
+
+def test_local_vocabulary_decodes_the_demo_text_unchanged(local_vocab, demo_dir):
+  # Predictions are compared with targets as strings: every script of the demo (Latin, Han,
+  # Arabic, Devanagari) must come back from the vocabulary exactly, with no UNK.
+  texts = list(demo_data.demo_texts(str(demo_dir)))
+  scripts = {"ar": "\u0600", "hi": "\u0900", "zh": "\u4e00"}
+  for lang, start in scripts.items():
+    assert any(start <= c <= chr(ord(start) + 0xff) for t in texts for c in t), lang
+  assert len({c for t in texts for c in t}) < local_vocab.vocab_size - 259
+  for text in texts:
+    ids = local_vocab.encode(text)
+    assert 2 not in ids and local_vocab.decode(ids) == " ".join(text.split()), text

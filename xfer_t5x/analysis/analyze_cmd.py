@@ -2,6 +2,7 @@
 
     xfer-t5x analyze --results results.sqlite --out report/
     xfer-t5x analyze --results results.csv --out report/ --distance featural syntactic
+    xfer-t5x analyze --results results.sqlite --out report/ --note "Pilot run: 2 seeds only."
 
 Writes report.md, report.html, figures/ and tables/ into --out (see xfer_t5x.analysis.report).
 """
@@ -34,6 +35,8 @@ def add_arguments(parser):
   parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
   parser.add_argument("--permutations", type=int, default=1000, help="permutations (default 1000)")
   parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and permutations")
+  parser.add_argument("--note", action="append", default=[], metavar="TEXT",
+                      help="a note shown boxed under the report's title (repeatable; plain text)")
 
 
 def run(args):
@@ -43,7 +46,7 @@ def run(args):
         args.results, args.out, kinds=tuple(args.distance), mode=args.macrolanguages,
         include_english=args.include_english, n_boot=args.bootstrap, n_perm=args.permutations,
         seed=args.seed, mixed_distances="all" if args.mixed == "all" else None,
-        experiments=args.experiment, intermediates=args.intermediate)
+        experiments=args.experiment, intermediates=args.intermediate, notes=args.note)
   except ResultsError as e:
     print(f"xfer-t5x analyze: {e}", file=sys.stderr)
     return 2

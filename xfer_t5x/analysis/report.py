@@ -9,10 +9,12 @@ and writes into `out_dir`:
                                 correlations, size effects, slopes, mixed-model coefficients)
 
 Data too small for an estimator (the demo's few languages, one size, one seed) is said plainly
-in the report; it never makes the report fail.
+in the report; it never makes the report fail. `notes` (plain text, e.g. the demo's "untrained
+tiny models" disclaimer) are shown as a boxed "Note" right under the title, before anything else.
 """
 import html
 import os
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -65,6 +67,10 @@ class Doc:
   def table(self, df):
     self.blocks.append(("table", df))
 
+  def note(self, text):
+    """A boxed caller's note (plain text: escaped in HTML, no Markdown markup)."""
+    self.blocks.append(("note", text))
+
   def image(self, relpath, caption):
     if relpath:
       self.blocks.append(("img", relpath, caption))
@@ -80,6 +86,9 @@ class Doc:
         out.append("\n".join(f"- {i}" for i in b[1]))
       elif b[0] == "table":
         out.append(_md_table(b[1]))
+      elif b[0] == "note":
+        out.append("\n".join("> " + ("**Note.** " if i == 0 else "") + line if line else ">"
+                             for i, line in enumerate(b[1].strip().split("\n"))))
       else:
         out.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
     return "\n\n".join(out) + "\n"
@@ -89,7 +98,8 @@ class Doc:
            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
            "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-           "th{background:#f0f0f0}img{max-width:100%}figcaption{font-style:italic}</style>"
+           "th{background:#f0f0f0}img{max-width:100%}figcaption{font-style:italic}"
+           ".note{border:2px solid #c00;padding:0.5em}</style>"
            "</head><body>"]
     for b in self.blocks:
       if b[0] == "h":
@@ -104,6 +114,9 @@ class Doc:
         rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
                        for r in df.itertuples(index=False, name=None))
         out.append(f"<table><tr>{head}</tr>{rows}</table>")
+      elif b[0] == "note":
+        out.append("<p class='note'><b>Note.</b> " +
+                   html.escape(b[1].strip()).replace("\n", "<br>") + "</p>")
       else:
         out.append(f"<figure><img src='{html.escape(b[1])}' alt='{html.escape(b[2])}'>"
                    f"<figcaption>{html.escape(b[2])}</figcaption></figure>")
@@ -188,13 +201,24 @@ def _stat_section(doc, title, df, cols, estimate, empty_text):
     doc.p("Not estimated where: " + "; ".join(notes) + ".")
 
 
-def write_report(a, out_dir, source="results"):
-  """Writes the report of an `Analysis` into out_dir; returns {"markdown", "html", ...} paths."""
+def write_report(a, out_dir, source="results", notes: Sequence[str] = ()):
+  """Writes the report of an `Analysis` into out_dir; returns {"markdown", "html", ...} paths.
+
+  Args:
+    a: the `analyze.Analysis` to report.
+    out_dir: folder for report.md, report.html, figures/ and tables/ (created).
+    source: the results path named in the report.
+    notes: the caller's notes, plain text, each shown boxed under the title (HTML-escaped).
+  """
+  notes = _checked_notes(notes)
   os.makedirs(os.path.join(out_dir, "figures"), exist_ok=True)
   _write_tables(a, os.path.join(out_dir, "tables"))
   s = a.summary
   doc = Doc()
   doc.h(1, "Transfer gain vs. linguistic distance from English")
+  for note in notes:
+    if note.strip():
+      doc.note(note)
   doc.p(f"Source: `{source}` ({s['n_rows']} rows, {s['n_runs']} runs). Every table is also in "
         "`tables/` as CSV.")
   if a.notes:
@@ -314,12 +338,23 @@ def write_report(a, out_dir, source="results"):
   return {"markdown": md_path, "html": html_path, "figures": figs, "tables": os.path.join(out_dir, "tables")}
 
 
+def _checked_notes(notes):
+  """notes as a list of strings; one bare string (a common slip) is an error, not its letters."""
+  if isinstance(notes, str) or not all(isinstance(n, str) for n in notes):
+    raise TypeError(f"report notes must be a sequence of strings (e.g. [text]), got {notes!r:.80}")
+  return list(notes)
+
+
 def _safe(name):
   return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def build_report(results_path, out_dir, **analyze_kwargs):
-  """Reads results (.sqlite/.db or .csv), analyses them, writes the report; returns the paths."""
+def build_report(results_path, out_dir, notes: Sequence[str] = (), **analyze_kwargs):
+  """Reads results (.sqlite/.db or .csv), analyses them, writes the report; returns the paths.
+
+  `notes` go to `write_report` (shown under the title); `analyze_kwargs` to `analyze.analyze`.
+  """
+  notes = _checked_notes(notes)
   results = load_results(results_path)
   a = A.analyze(results, **analyze_kwargs)
-  return write_report(a, out_dir, source=os.fspath(results_path))
+  return write_report(a, out_dir, source=os.fspath(results_path), notes=notes)

@@ -4,7 +4,7 @@
 
 Into --out it writes:
   data/            small datasets in the real released formats (tasks/demo_data.py): MNLI, SST-2,
-                   XNLI and PAN-X in en, de, es, sw, zh
+                   XNLI and PAN-X in en, de, es, sw, zh, ar, hi, tr
   spm.model        a local SentencePiece vocabulary trained on that data
   grid/            the experiment gin/experiments/demo.gin: two tiny mT5 sizes, intermediate
                    tasks mnli and sst2 plus none, targets xnli and panx, one seed, a few dozen
@@ -64,20 +64,6 @@ def _compilation_cache(out: str):
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
-def _stamp_report(paths):
-  """Puts the disclaimer at the top of report.md and report.html."""
-  md, html_path = paths["markdown"], paths["html"]
-  with open(md, encoding="utf-8") as f:
-    lines = f.read().split("\n", 1)
-  with open(md, "w", encoding="utf-8") as f:
-    f.write(lines[0] + f"\n\n> **Demo.** {DISCLAIMER}\n" + (lines[1] if len(lines) > 1 else ""))
-  with open(html_path, encoding="utf-8") as f:
-    text = f.read()
-  note = f"<p style='border:2px solid #c00;padding:0.5em'><b>Demo.</b> {DISCLAIMER}</p>"
-  with open(html_path, "w", encoding="utf-8") as f:
-    f.write(text.replace("<body>", "<body>" + note, 1) if "<body>" in text else note + text)
-
-
 def run(args) -> int:
   t0 = time.time()
   out = os.path.abspath(os.path.expanduser(args.out))
@@ -117,9 +103,8 @@ def run(args) -> int:
     except ImportError as e:
       _say(f"\nno analysis report: xfer_t5x.analysis is not available ({e})")
     else:
-      paths = report_lib.build_report(plan.results_db, report_dir, n_boot=args.bootstrap,
-                                      n_perm=args.bootstrap)
-      _stamp_report(paths)
+      paths = report_lib.build_report(plan.results_db, report_dir, notes=[DISCLAIMER],
+                                      n_boot=args.bootstrap, n_perm=args.bootstrap)
       _say(f"\nreport: {paths['markdown']}\n        {paths['html']}")
   if nothing_new:
     _say(f"\nNothing new: every run of the demo was already done in {out} (delete the folder "
