@@ -4,7 +4,6 @@ Parameter names and shapes follow T5X's `examples/t5/network.py` layout exactly 
 stored 2-D, e.g. query `[embed, joined_kv]`), so T5X checkpoints map one to one.
 """
 import functools
-from typing import Optional
 
 import flax.linen as nn
 import jax

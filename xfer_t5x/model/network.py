@@ -13,7 +13,6 @@ Parameter tree (T5X's, so checkpoints map one to one):
 With `scan_layers=True` the layers are one module `layers` whose parameters carry a leading
 `layers` axis at position 1 (T5X's param_scan_axis); `xfer_t5x.model.scan` converts.
 """
-from typing import Optional
 
 import flax.linen as nn
 import jax

@@ -1,6 +1,5 @@
 """model-info.txt: every variable with its shape, dtype, logical axes and partition spec."""
 import jax
-from flax import traverse_util
 from jax.sharding import PartitionSpec as P
 
 from xfer_t5x.runtime import train_state as ts

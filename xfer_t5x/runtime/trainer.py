@@ -9,7 +9,7 @@ checkpoint's position); the loop (steps, metrics every `log_every`, checkpoints 
 import dataclasses
 import hashlib
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import gin
 import jax
@@ -66,7 +66,7 @@ def _summarize(sums: Mapping[str, float], elapsed: float, steps: int, batch_toke
   return out
 
 
-@gin.configurable(denylist=["stop_after_steps"])
+@gin.configurable
 def train(model_dir: str = gin.REQUIRED,
           mixture_or_task_name: str = gin.REQUIRED,
           task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
@@ -85,8 +85,7 @@ def train(model_dir: str = gin.REQUIRED,
           async_checkpointing: bool = True,
           log_every: int = 50,
           initial_checkpoint: Optional[str] = None,
-          peak_flops_per_device: Optional[float] = None,
-          stop_after_steps: Optional[int] = None) -> TrainResult:
+          peak_flops_per_device: Optional[float] = None) -> TrainResult:
   """Trains `train_steps` steps in total (a restart continues where the last checkpoint left).
 
   Args:
@@ -100,7 +99,6 @@ def train(model_dir: str = gin.REQUIRED,
       parameters start the run with a fresh optimizer at step 0.
     peak_flops_per_device: the peak MFU is stated against; None: the device table, or on CPU
       a dense float32 matmul measured once at start-up.
-    stop_after_steps: stop (checkpointing) after this many steps of this invocation (tests).
   """
   distributed.initialize()
   vocabulary = vocab_setup.setup_vocabulary_and_tasks()
@@ -154,9 +152,10 @@ def train(model_dir: str = gin.REQUIRED,
   writer = MetricsWriter(f"{model_dir}/train", train_steps)
   preemption = ckpt_lib.PreemptionFlag()
   preemption.install()
+  n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
   log("training %s params on %s: steps %d -> %d, global batch %d, mesh %s, %.3g GFLOP/step",
-      f"{sum(x.size for x in jax.tree_util.tree_leaves(state.params)):,}", mixture_or_task_name, start_step, train_steps,
-      batch_size, dict(partitioner.mesh.shape), flops_per_step / 1e9)
+      f"{n_params:,}", mixture_or_task_name, start_step, train_steps, batch_size,
+      dict(partitioner.mesh.shape), flops_per_step / 1e9)
 
   def save(step, force=False):
     # The iterator state is the same on every host (Orbax writes the JSON from process 0).
@@ -166,18 +165,16 @@ def train(model_dir: str = gin.REQUIRED,
 
   sums, window_steps, t0 = None, 0, time.time()
   last, step, preempted = {}, start_step, False
-  done_here = 0
   while step < train_steps:
     batch = data_lib.to_global(next(iterator), partitioner.mesh, batch_spec)
     state, metrics = step_fn(state, batch)
     step += 1
-    done_here += 1
     window_steps += 1
     # Accumulate on device (asynchronous); fetch only when logging.
     sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
     if step % log_every == 0 or step == train_steps:
-      last = _summarize(jax.device_get(sums), time.time() - t0, window_steps, batch_size * (in_len + tgt_len),
-                        flops_per_step, peak_flops)
+      last = _summarize(jax.device_get(sums), time.time() - t0, window_steps,
+                        batch_size * (in_len + tgt_len), flops_per_step, peak_flops)
       writer.write(step, last)
       sums, window_steps, t0 = None, 0, time.time()
     if preemption.requested(step):
@@ -187,9 +184,6 @@ def train(model_dir: str = gin.REQUIRED,
       break
     if step % checkpoint_period == 0 or step == train_steps:
       save(step, force=step == train_steps)
-    if stop_after_steps is not None and done_here >= stop_after_steps and step < train_steps:
-      save(step, force=True)
-      break
   checkpointer.wait()
   checkpointer.close()
   writer.close()

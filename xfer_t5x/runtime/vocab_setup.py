@@ -1,5 +1,4 @@
 """The vocabulary of a run (a gin binding) and the registration of every task with it."""
-from typing import Optional
 
 import gin
 
