@@ -65,11 +65,17 @@ def test_run_file_lists_required_bindings_at_the_top(rel):
         f"gin/{rel}: required binding {name} is not listed in the comment at the top of the file")
 
 
-@pytest.mark.parametrize("partitioning", PARTITIONING_FILES or [None])
-@pytest.mark.parametrize("run", RUN_FILES or [None])
+def test_every_kind_of_gin_file_exists():
+  names = set(ALL_GIN)
+  for required in ("runs/train.gin", "runs/finetune.gin", "runs/eval.gin", "runs/infer.gin",
+                   "models/mt5_tiny.gin", "models/mt5_xxl.gin", "partitioning/1d.gin",
+                   "partitioning/2d.gin", "experiments/demo.gin"):
+    assert required in names, required
+
+
+@pytest.mark.parametrize("partitioning", PARTITIONING_FILES + [None])
+@pytest.mark.parametrize("run", RUN_FILES)
 def test_run_files_compose_with_model_and_partitioning(run, partitioning):
-  if run is None:
-    pytest.skip("no gin/runs/*.gin yet")
   files = ["models/mt5_tiny.gin", run] + ([partitioning] if partitioning else [])
   required = set()
   for f in files:
