@@ -8,14 +8,6 @@ from xfer_t5x.interop import t5x
 from xfer_t5x.model import scan
 
 
-@pytest.fixture(scope="module")
-def real_checkpoint(shared_data):
-  folder = shared_data / "t5x_checkpoint"
-  if not folder.is_dir():
-    pytest.skip(f"{folder} is absent (real data samples live in ../shared/data beside the repo)")
-  return str(folder / "checkpoint_20"), dict(np.load(folder / "params_step20.npz"))
-
-
 @pytest.fixture(autouse=True)
 def clean_gin():
   gin.clear_config()

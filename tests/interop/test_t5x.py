@@ -17,15 +17,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 
-@pytest.fixture(scope="module")
-def real_checkpoint(shared_data):
-  """The checkpoint T5X itself wrote (../shared/data/t5x_checkpoint) and its values."""
-  folder = shared_data / "t5x_checkpoint"
-  if not folder.is_dir():
-    pytest.skip(f"{folder} is absent (real data samples live in ../shared/data beside the repo)")
-  return str(folder / "checkpoint_20"), dict(np.load(folder / "params_step20.npz"))
-
-
 def _assert_equal(flat, expected):
   assert set(flat) == set(expected), sorted(set(flat) ^ set(expected))[:5]
   for k, v in expected.items():
