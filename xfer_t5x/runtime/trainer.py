@@ -163,28 +163,31 @@ def train(model_dir: str = gin.REQUIRED,
              "gin_sha256": hashlib.sha256(gin_text.encode()).hexdigest()}
     checkpointer.save(step, state, extra_json=extra, force=force)
 
-  sums, window_steps, t0 = None, 0, time.time()
-  last, step, preempted = {}, start_step, False
-  while step < train_steps:
-    batch = data_lib.to_global(next(iterator), partitioner.mesh, batch_spec)
-    state, metrics = step_fn(state, batch)
-    step += 1
-    window_steps += 1
-    # Accumulate on device (asynchronous); fetch only when logging.
-    sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
-    if step % log_every == 0 or step == train_steps:
-      last = _summarize(jax.device_get(sums), time.time() - t0, window_steps,
-                        batch_size * (in_len + tgt_len), flops_per_step, peak_flops)
-      writer.write(step, last)
-      sums, window_steps, t0 = None, 0, time.time()
-    if preemption.requested(step):
-      save(step, force=True)
-      preempted = True
-      log("preemption requested: saved checkpoint_%d, exiting", step)
-      break
-    if step % checkpoint_period == 0 or step == train_steps:
-      save(step, force=step == train_steps)
-  checkpointer.wait()
-  checkpointer.close()
-  writer.close()
+  try:
+    sums, window_steps, t0 = None, 0, time.time()
+    last, step, preempted = {}, start_step, False
+    while step < train_steps:
+      batch = data_lib.to_global(next(iterator), partitioner.mesh, batch_spec)
+      state, metrics = step_fn(state, batch)
+      step += 1
+      window_steps += 1
+      # Accumulate on device (asynchronous); fetch only when logging.
+      sums = metrics if sums is None else jax.tree_util.tree_map(jnp.add, sums, metrics)
+      if step % log_every == 0 or step == train_steps:
+        last = _summarize(jax.device_get(sums), time.time() - t0, window_steps,
+                          batch_size * (in_len + tgt_len), flops_per_step, peak_flops)
+        writer.write(step, last)
+        sums, window_steps, t0 = None, 0, time.time()
+      if preemption.requested(step):
+        save(step, force=True)
+        preempted = True
+        log("preemption requested: saved checkpoint_%d, exiting", step)
+        break
+      if step % checkpoint_period == 0 or step == train_steps:
+        save(step, force=step == train_steps)
+  finally:
+    preemption.uninstall()  # give SIGTERM back to whoever had it (e.g. the grid runner)
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
   return TrainResult(model_dir, step, last, preempted)
