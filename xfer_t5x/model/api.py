@@ -31,6 +31,7 @@ class EncoderDecoderModel:
     self.z_loss = z_loss
     self.label_smoothing = label_smoothing
     self.loss_normalizing_factor = loss_normalizing_factor
+    self._abstract_boxed = None  # the parameters' shapes and axes, traced once
 
   # --- parameters -------------------------------------------------------------------------
   def _dummy(self, batch_size=1, inputs_len=8, targets_len=8):
@@ -46,13 +47,18 @@ class EncoderDecoderModel:
     """Plain float32 parameters."""
     return nn.meta.unbox(self.init_boxed(rng))
 
+  def _abstract(self):
+    if self._abstract_boxed is None:
+      self._abstract_boxed = jax.eval_shape(self.init_boxed, jax.random.PRNGKey(0))
+    return self._abstract_boxed
+
   def abstract_params(self):
     """ShapeDtypeStructs of the parameters; nothing allocated."""
-    return nn.meta.unbox(jax.eval_shape(self.init_boxed, jax.random.PRNGKey(0)))
+    return nn.meta.unbox(self._abstract())
 
   def logical_axes(self):
     """PartitionSpecs of logical axis names, one per parameter."""
-    return nn.get_partition_spec(jax.eval_shape(self.init_boxed, jax.random.PRNGKey(0)))
+    return nn.get_partition_spec(self._abstract())
 
   # --- training ---------------------------------------------------------------------------
   def logits(self, params, batch: Batch, dropout_rng=None):

@@ -20,7 +20,7 @@ def lines(model, optimizer, partitioner):
   """One line per variable of the train state, T5X's model-info format in spirit."""
   shapes = ts.state_shapes(model, optimizer)
   axes = ts.state_logical_axes(model, optimizer)
-  shardings = partitioner.shardings(axes, shapes)
+  shardings = ts.state_shardings(model, optimizer, partitioner, shapes)
   flat_shapes = _flat(shapes, "state/")
   flat_axes = _flat(axes, "state/")
   flat_shard = _flat(shardings, "state/")

@@ -21,17 +21,21 @@ def state_logical_axes(model, optimizer: Adafactor) -> TrainState:
 
 
 def state_shapes(model, optimizer) -> TrainState:
-  return jax.eval_shape(lambda: init_state_fn(model, optimizer)(jax.random.PRNGKey(0)))
+  """ShapeDtypeStructs of the state (the model's are traced once and cached)."""
+  params = model.abstract_params()
+  return TrainState(jax.ShapeDtypeStruct((), jnp.int32), params,
+                    jax.eval_shape(optimizer.init, params))
 
 
-def state_shardings(model, optimizer, partitioner) -> TrainState:
-  return partitioner.shardings(state_logical_axes(model, optimizer), state_shapes(model, optimizer))
+def state_shardings(model, optimizer, partitioner, shapes=None) -> TrainState:
+  shapes = shapes if shapes is not None else state_shapes(model, optimizer)
+  return partitioner.shardings(state_logical_axes(model, optimizer), shapes)
 
 
 def abstract_state(model, optimizer, partitioner) -> TrainState:
   """ShapeDtypeStructs with shardings: what a restore needs; nothing allocated."""
   shapes = state_shapes(model, optimizer)
-  shardings = state_shardings(model, optimizer, partitioner)
+  shardings = state_shardings(model, optimizer, partitioner, shapes)
   return jax.tree_util.tree_map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
 
