@@ -40,21 +40,6 @@ def add_arguments(parser):
   gin_utils.add_gin_arguments(parser)
 
 
-def torch_matmul_peak(n=1024, repeats=5):
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  a = torch.ones((n, n), dtype=torch.float32)
-  a @ a
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    a @ a
-    best = min(best, time.perf_counter() - t)
-  return 2 * n ** 3 / best
-
-
 def run(args) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   from xfer_t5x.model.api import EncoderDecoderModel
@@ -95,7 +80,7 @@ def run(args) -> int:
   med = statistics.median(times)
   step_flops = flops.train_step_flops(config, b, li, lt)
   jax_peak = peak.measured_matmul_peak() * jax.device_count()
-  torch_peak = torch_matmul_peak()
+  torch_peak = peak.torch_matmul_peak()
   best_peak = max(p for p in (jax_peak, torch_peak) if p)
   out = {
       "config": args.config or "gin", "devices": jax.device_count(),

@@ -29,6 +29,22 @@ def measured_matmul_peak(n: int = 1024, repeats: int = 5, dtype=jnp.float32) -> 
   return 2 * n ** 3 / best
 
 
+def torch_matmul_peak(n: int = 1024, repeats: int = 5):
+  """Best FLOP/s of the same float32 matmul in PyTorch (None without torch), for comparison."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  a = torch.ones((n, n), dtype=torch.float32)
+  a @ a
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    a @ a
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
 @functools.lru_cache(maxsize=None)
 def device_peak_flops() -> float:
   """Peak FLOP/s of one device: table for TPUs, measured otherwise."""
