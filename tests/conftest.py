@@ -1,6 +1,7 @@
 """Shared test setup: CPU only, a persistent compilation cache, and the paths of shared data."""
 import os
 import pathlib
+import socket
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,3 +38,10 @@ def demo_workspace(tmp_path_factory):
   data_dir = demo_data.write_demo_data(str(root / "data"))
   vocab.build_local_vocabulary(demo_data.demo_texts(data_dir), str(root / "spm.model"))
   return {"data_dir": str(data_dir), "vocab": str(root / "spm.model")}
+
+
+def free_port() -> int:
+  """A free localhost port for a jax.distributed coordinator in multi-process tests."""
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]

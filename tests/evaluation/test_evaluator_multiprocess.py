@@ -7,7 +7,6 @@ The test runs this file as a script: `num_processes process_id port model_dir sp
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -43,12 +42,6 @@ def _worker(num_processes, process_id, port, model_dir, spm, data, out):
     json.dump(metrics, f)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def _start(args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
@@ -61,8 +54,9 @@ def test_two_processes_evaluate_like_one(tmp_path, trained_model):
   dirs = {n: tmp_path / f"model_{n}proc" for n in (1, 2)}
   for d in dirs.values():
     shutil.copytree(trained_model["model_dir"], d)
+  from tests.conftest import free_port  # pylint: disable=g-import-not-at-top  (this file is also a script)
   common = (trained_model["spm"], trained_model["data"], tmp_path)
-  port = _free_port()
+  port = free_port()
   procs = [_start((2, i, port, dirs[2], *common)) for i in range(2)]
   procs.append(_start((1, 0, 0, dirs[1], *common)))
   for p in procs:

@@ -2,22 +2,17 @@
 devices each, train on one (4, 2) mesh, checkpoint and restore; equal to one 8-device process."""
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from tests.conftest import free_port
+
 WORKER = pathlib.Path(__file__).with_name("multiprocess_worker.py")
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 def _start(n, pid, port, out):
@@ -31,7 +26,7 @@ def test_two_processes_equal_one(tmp_path):
   multi, single = tmp_path / "multi", tmp_path / "single"
   multi.mkdir()
   single.mkdir()
-  port = _free_port()
+  port = free_port()
   procs = [_start(2, i, port, multi) for i in range(2)]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
