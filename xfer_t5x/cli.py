@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "convert": ("xfer_t5x.interop.convert_cmd", "convert checkpoints between Hugging Face, T5X and xfer_t5x"),
     "tasks": ("xfer_t5x.tasks.cli", "list, show and preview registered SeqIO tasks and mixtures"),
     "bench": ("xfer_t5x.runtime.bench", "benchmark train-step throughput and MFU for a model config"),
+    "plan": ("xfer_t5x.launch.plan_cmd", "compile a run for a TPU topology here: memory per chip, step time, MFU, a fitting config"),
     "grid": ("xfer_t5x.experiments.grid_cmd", "run or inspect the experiment grid (run, status)"),
     "results": ("xfer_t5x.experiments.results_cmd", "print the results table and export CSV"),
     "analyze": ("xfer_t5x.analysis.analyze_cmd", "transfer gain vs. linguistic distance report"),

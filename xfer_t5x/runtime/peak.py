@@ -1,7 +1,9 @@
 """The peak FLOP/s that MFU is stated against.
 
-Accelerators: public per-chip bf16 figures (RESEARCH.md). CPU (and anything unknown): the best
-of a few dense float32 matmuls measured here, so MFU on a laptop means something.
+TPUs: the public per-chip bf16 figures of `xfer_t5x.runtime.chips`, per JAX device (a megacore
+v4 or v5p device is a whole chip; a v4 device of a non-megacore topology is half of one). CPU (and
+anything unknown): the best of a few dense float32 matmuls measured here, so MFU on a laptop
+means something.
 """
 import functools
 import time
@@ -9,11 +11,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-# device_kind substring -> peak FLOP/s per JAX device
-TPU_PEAKS = {
-    "v4": 275e12 / 2,  # a v4 chip is 2 devices (one per TensorCore) when not in megacore mode
-    "v5 lite": 197e12, "v5e": 197e12, "v5p": 459e12, "v6": 918e12, "v3": 123e12 / 2,
-}
+from xfer_t5x.runtime import chips
 
 
 def measured_matmul_peak(n: int = 1024, repeats: int = 5, dtype=jnp.float32) -> float:
@@ -47,13 +45,9 @@ def torch_matmul_peak(n: int = 1024, repeats: int = 5):
 
 @functools.lru_cache(maxsize=None)
 def device_peak_flops() -> float:
-  """Peak FLOP/s of one device: table for TPUs, measured otherwise."""
+  """Peak FLOP/s of one device: the chip table for TPUs, measured otherwise."""
   dev = jax.devices()[0]
-  kind = getattr(dev, "device_kind", "").lower()
-  if dev.platform == "tpu":
-    if "v4" in kind and "megacore" in kind:
-      return 275e12
-    for key, value in TPU_PEAKS.items():
-      if key in kind:
-        return value
+  figures = chips.per_device(dev) if dev.platform == "tpu" else None
+  if figures:
+    return figures[1]
   return measured_matmul_peak() / max(1, jax.local_device_count() if dev.platform == "cpu" else 1)

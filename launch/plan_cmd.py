@@ -1,0 +1,76 @@
+"""`xfer-t5x plan`: compile a gin-configured run for a TPU slice on this host, before paying for it.
+
+  xfer-t5x plan --gin_file models/mt5_small.gin --gin_file runs/finetune.gin \
+    --gin_file partitioning/1d.gin --topology v5p:2x2x1
+
+reads the run's shape from the gin files (architecture, batch, lengths, mesh, partitioning,
+remat, scan, microbatches), AOT-compiles the trainer's own train step and the greedy decode for
+the slice's devices (libtpu's compile-only topology; no TPU needed), and prints per device what
+the compiler allocates against the chip's HBM, analytic and XLA FLOPs, the estimated step time,
+tokens/s/chip and MFU. `--out` also writes everything as JSON. When the run does not fit, the
+next options are compiled in turn until one does, and that configuration is printed as `--gin.`
+flags (`--no_search` to stop at the first verdict). Without libtpu (`pip install
+'xfer_t5x[tpu]'`) the same run compiles for as many fake CPU devices, and says so.
+"""
+import json
+import sys
+
+from xfer_t5x.runtime import gin_utils
+
+
+def add_arguments(parser):
+  parser.add_argument("--topology", required=True,
+                      help="accelerator type (v5p-8, v4-128, v5litepod-256, v6e-64) or topology "
+                           "(v5p:2x2x1, v4:4x4x4, v5e:16x16, v6e:8x8); cpu:N for N CPU devices")
+  parser.add_argument("--out", default=None, help="write the plan as JSON here (plan.json)")
+  parser.add_argument("--no_search", action="store_true",
+                      help="compile the configured run only; do not look for a fitting one")
+  parser.add_argument("--no_decode", action="store_true", help="compile the train step only")
+  parser.add_argument("--max_tries", type=int, default=8, help="compiles in the fit search")
+  parser.add_argument("--timeout", type=float, default=1200.0,
+                      help="seconds one compile may take before it counts as failed")
+  parser.add_argument("--cache", default=None,
+                      help="JSON-lines file of finished compiles, reused when the same "
+                           "configuration is planned again")
+  parser.add_argument("--vocab_size", type=int, default=None,
+                      help="output vocabulary when T5Config.vocab_size is unbound "
+                           "(default: mT5's 250,112)")
+  gin_utils.add_gin_arguments(parser)
+
+
+def _log(msg):
+  print(msg, file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+  import gin  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.launch import plan, plan_report, plan_search  # pylint: disable=g-import-not-at-top
+  import xfer_t5x.runtime.trainer  # pylint: disable=g-import-not-at-top,unused-import  (gin names)
+
+  try:
+    target = plan_search.target_for(args.topology)
+  except ValueError as e:
+    print(f"xfer-t5x plan: --topology: {e}", file=sys.stderr)
+    return 2
+  gin_utils.setup_gin_from_args(args, finalize=False)
+  try:
+    shape = plan.run_shape_from_gin(args.vocab_size or plan.MT5_VOCAB_SIZE)
+  except ValueError as e:
+    print(f"xfer-t5x {e}", file=sys.stderr)
+    return 2
+  gin_files = [gin_utils.resolve_gin_file(f, args.gin_search_paths) for f in args.gin_file]
+  gin_text = gin.config_str()
+  gin.clear_config()
+  if not target.is_tpu:
+    _log(f"plan: libtpu is not installed: compiling for {target.describe()}")
+  attempts = plan_search.search(
+      shape, target, gin_files=gin_files, gin_bindings=args.gin_bindings, gin_text=gin_text,
+      with_decode=not args.no_decode, try_options=not args.no_search, max_tries=args.max_tries,
+      timeout=args.timeout, cache=plan_search.Cache(args.cache), log=_log)
+  doc = plan_report.plan_document(target, attempts)
+  print(plan_report.render(doc))
+  if args.out:
+    from xfer_t5x import fileio  # pylint: disable=g-import-not-at-top
+    fileio.atomic_write(args.out, json.dumps(doc, indent=1) + "\n")
+    _log(f"plan: wrote {args.out}")
+  return 0 if doc["fits"] else 1

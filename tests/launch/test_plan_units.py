@@ -1,0 +1,135 @@
+"""Tier 1 for `plan`: the chip table, accelerator names, run shapes read from gin and written back
+as flags, compiler messages, and the figures a plan must never report."""
+import dataclasses
+
+import gin
+import pytest
+
+from xfer_t5x.launch import plan, plan_search
+from xfer_t5x.runtime import chips, gin_utils
+import xfer_t5x.runtime.trainer  # noqa: F401  (gin names the run files bind)
+
+
+@pytest.mark.parametrize("name,topology,n_chips,accelerator", [
+    ("v5p-8", "v5p:2x2x1", 4, "v5p-8"), ("v5p-64", "v5p:2x4x4", 32, "v5p-64"),
+    ("v4-128", "v4:4x4x4", 64, "v4-128"), ("v5litepod-256", "v5e:16x16", 256, "v5e-256"),
+    ("v6e-64", "v6e:8x8", 64, "v6e-64"), ("v5e-4", "v5e:2x2", 4, "v5e-4"),
+    ("v5p:2x4x4", "v5p:2x4x4", 32, "v5p-64"), ("v4:4x4x4", "v4:4x4x4", 64, "v4-128"),
+])
+def test_accelerator_names(name, topology, n_chips, accelerator):
+  """Accelerator types count TensorCores on v4/v5p and chips on v5e/v6e (RESEARCH.md)."""
+  chip, topo, n = chips.parse_accelerator(name)
+  assert (topo, n) == (topology, n_chips)
+  assert chips.accelerator_name(chip, n) == accelerator
+
+
+@pytest.mark.parametrize("bad", ["v5p-12", "v7-8", "v5p:2x2", "tpu"])
+def test_bad_accelerator_names_say_what_is_expected(bad):
+  with pytest.raises(ValueError, match="accelerator|topology"):
+    chips.parse_accelerator(bad)
+
+
+@dataclasses.dataclass
+class FakeDevice:
+  device_kind: str
+  num_cores: int
+  platform: str = "tpu"
+
+
+def test_chip_figures_per_device_count_chips_not_devices():
+  # v5p reports 'TPU v5' (no 'p'): one megacore device is the whole chip.
+  hbm, peak = chips.per_device(FakeDevice("TPU v5", 2))
+  assert (hbm, peak) == (95 * chips.GIB, 459e12)
+  # A v4 topology without megacore: one device per TensorCore, half a chip each.
+  hbm, peak = chips.per_device(FakeDevice("TPU v4", 1))
+  assert (hbm, peak) == (16 * chips.GIB, 275e12 / 2)
+  assert chips.devices_per_chip(FakeDevice("TPU v4", 1)) == 2
+  assert chips.per_device(FakeDevice("TPU v5 lite", 1))[1] == 197e12
+  assert chips.per_device(FakeDevice("TPU v6 lite", 1))[0] == 32 * chips.GIB
+  assert chips.per_device(FakeDevice("cpu", 1, platform="cpu")) is None
+  for chip in chips.CHIPS.values():
+    assert chip.source.startswith("cloud.google.com/tpu/docs/")
+
+
+def test_out_of_memory_messages_are_read():
+  msg = ("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space "
+         "hbm. Used 154.82G of 95.74G hbm. Exceeded hbm capacity by 59.08G.")
+  assert plan.is_oom(msg)
+  needed, available = plan.parse_oom(msg)
+  assert needed == int(154.82 * 2 ** 30) and available == int(95.74 * 2 ** 30)
+  msg = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+         "temporaries (17.64G) exceeds available HBM (15.75G).")
+  assert plan.is_oom(msg)
+  assert plan.parse_oom(msg) == (int(17.64 * 2 ** 30), int(15.75 * 2 ** 30))
+  assert not plan.is_oom("INTERNAL: something else")
+
+
+@pytest.fixture
+def parsed_gin():
+  yield
+  gin.clear_config()
+
+
+def _shape_of(files, bindings):
+  gin.clear_config()
+  gin_utils.setup_gin(files, bindings, finalize=False)
+  try:
+    return plan.run_shape_from_gin()
+  finally:
+    gin.clear_config()
+
+
+def test_run_shape_read_from_gin_and_flags_round_trip(parsed_gin):
+  files = ["models/mt5_base.gin", "runs/finetune.gin", "partitioning/2d.gin"]
+  shape = _shape_of(files, ["MODEL_PARALLEL=4", "BATCH_SIZE=64"])
+  assert shape.model["emb_dim"] == 768 and shape.model["vocab_size"] == 250112
+  assert (shape.batch_size, shape.inputs_length, shape.targets_length) == (64, 1024, 128)
+  assert (shape.model_parallel, shape.parameter_partitioning_dims) == (4, 2)
+  changed = shape.replace(model={"remat_policy": "dots_saveable", "scan_layers": True},
+                          num_microbatches=4, model_parallel=8, batch_size=256,
+                          inputs_length=512)
+  _, flags = gin_utils.extract_gin_bindings(changed.gin_flags())
+  assert _shape_of(files, ["MODEL_PARALLEL=4"] + flags) == changed
+
+
+def test_run_without_lengths_is_refused_with_the_fix(parsed_gin):
+  gin_utils.setup_gin(["models/mt5_small.gin"], [], finalize=False)
+  with pytest.raises(ValueError, match="runs/finetune.gin"):
+    plan.run_shape_from_gin()
+
+
+def _report(**kw):
+  shape = plan.RunShape(model=dict(emb_dim=512, num_encoder_layers=8, num_decoder_layers=8,
+                                   scan_layers=kw.pop("scan", False)),
+                        batch_size=128, inputs_length=1024, targets_length=128,
+                        num_microbatches=kw.pop("micro", 1))
+  train = plan.StepReport(True, 1.0, argument_bytes=10, temp_bytes=kw.pop("temp", 100),
+                          xla_flops_per_device=1e12, optimal_seconds=kw.pop("xla_s", 0.5))
+  return plan.CompileReport(
+      shape=shape.to_json(), platform="tpu", device_kind="TPU v5", num_devices=4,
+      devices_per_chip=1.0, mesh={"data": 4, "model": 1}, hbm_per_device=1000,
+      peak_per_device=459e12, analytic_state_bytes=8, analytic_param_bytes=4,
+      analytic_batch_bytes=2, analytic_train_flops=4e12, train=train, **kw)
+
+
+def test_looped_steps_never_report_xla_time():
+  plain = _report()
+  assert plain.step_seconds == 0.5 and plain.mfu == pytest.approx(4e12 / 0.5 / (4 * 459e12))
+  # Under a loop XLA counts one body, and its estimate has been negative: never shown.
+  for looped in (_report(micro=4, xla_s=-1624.0), _report(scan=True, xla_s=0.01)):
+    assert looped.xla_seconds is None and looped.step_seconds is None and looped.mfu is None
+  est = _report(micro=2, xla_s=-97.0, step_estimate=2.0, step_estimate_source="companions")
+  assert est.step_seconds == 2.0 and est.step_source == "companions"
+  assert plain.fits and not _report(temp=2000).fits
+
+
+def test_two_d_sharding_is_skipped_when_it_cannot_close_the_gap():
+  shape = plan.RunShape.from_json(_report().shape)
+  over = _report(temp=1050)  # 1060 bytes per device of 1000: 60 over
+  assert "saves at most" in plan_search._cannot_close_gap(  # pylint: disable=protected-access
+      "2-D parameter sharding", shape, over)
+  big_state = dataclasses.replace(over, analytic_state_bytes=400)  # saves 300 > 60
+  assert plan_search._cannot_close_gap(  # pylint: disable=protected-access
+      "2-D parameter sharding", shape, big_state) is None
+  assert plan_search._cannot_close_gap(  # pylint: disable=protected-access
+      "remat full", shape, over) is None
