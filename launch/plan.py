@@ -141,6 +141,7 @@ class StepReport:
   temp_bytes: int = 0
   code_bytes: int = 0
   xla_flops_per_device: float = 0.0
+  xla_bytes_accessed_per_device: float = 0.0
   optimal_seconds: Optional[float] = None
   error: Optional[str] = None  # the compiler's message when not ok
   oom: bool = False  # the error is the compiler running out of device memory
@@ -164,15 +165,18 @@ class CompileReport:
   mesh: Dict[str, int]
   hbm_per_device: Optional[int]
   peak_per_device: Optional[float]
+  bandwidth_per_device: Optional[float]  # HBM bytes/s
   analytic_state_bytes: int  # params + optimizer state per device, from the partition specs
   analytic_param_bytes: int
   analytic_batch_bytes: int
   analytic_train_flops: float
   train: StepReport
   decode: Optional[StepReport] = None
-  # For looped steps (scan, microbatches): a step time derived from loop-free compiles.
+  # For looped steps (scan, microbatches): a step time derived from loop-free companion
+  # compiles (`plan_search.estimate_looped_step`), and whether it is a roofline lower bound.
   step_estimate: Optional[float] = None
   step_estimate_source: Optional[str] = None
+  step_estimate_is_bound: bool = False
 
   def to_json(self):
     return dataclasses.asdict(self)
@@ -208,33 +212,58 @@ class CompileReport:
 
   @property
   def xla_seconds(self) -> Optional[float]:
-    """XLA's `optimal_seconds` where it means something: positive, and no loop in the step
-    (under a while loop, microbatches or scan, XLA counts one body and its estimate has come out
-    negative; it is never reported then)."""
+    """XLA's `optimal_seconds` where it means something: positive, and no loop in the step.
+    Under a while loop (microbatches, scan) XLA counts one body; and with libtpu 0.0.42.1 its
+    estimate of this train step is negative on v4, v5e and v6e even without loops (positive on
+    v5p). A negative or looped figure is never reported."""
     t = self.train.optimal_seconds
     if t is None or t <= 0 or self.loops:
       return None
     return t
 
   @property
+  def roofline_seconds(self) -> Optional[float]:
+    """A lower bound on a loop-free step: XLA's FLOPs at the chip's peak or XLA's bytes
+    accessed at its HBM bandwidth, whichever takes longer (collectives not counted)."""
+    t = self.train
+    if self.loops or not (t.ok and self.peak_per_device and self.bandwidth_per_device):
+      return None
+    return max(t.xla_flops_per_device / self.peak_per_device,
+               t.xla_bytes_accessed_per_device / self.bandwidth_per_device)
+
+  @property
   def step_seconds(self) -> Optional[float]:
-    """Estimated step time: XLA's estimate, else the looped estimate that `plan_search`
-    derives from loop-free companion compiles (`step_estimate`)."""
+    """Estimated step time: XLA's estimate; for a looped step the estimate from loop-free
+    companion compiles; else the roofline lower bound (`step_is_bound`)."""
+    for value in (self.xla_seconds, self.step_estimate, self.roofline_seconds):
+      if value is not None:
+        return value
+    return None
+
+  @property
+  def step_is_bound(self) -> bool:
+    """True when the step time is a roofline lower bound (so MFU is an upper bound)."""
     if self.xla_seconds is not None:
-      return self.xla_seconds
-    return self.step_estimate
+      return False
+    if self.step_estimate is not None:
+      return self.step_estimate_is_bound
+    return self.roofline_seconds is not None
 
   @property
   def step_source(self) -> str:
     if self.xla_seconds is not None:
-      return "XLA cost analysis (optimal_seconds)"
+      return "XLA cost model (optimal_seconds)"
     if self.step_estimate is not None:
       return self.step_estimate_source or "estimate"
+    if self.roofline_seconds is not None:
+      return ("roofline lower bound: XLA's FLOPs at peak or its bytes at HBM bandwidth, "
+              "whichever is longer (XLA's own estimate is negative here)")
     return "none"
 
   @property
   def mfu(self) -> Optional[float]:
-    """Analytic model FLOPs per second over the slice's peak (chips x per-chip peak)."""
+    """Analytic model FLOPs per second over the slice's peak (chips x per-chip peak); an upper
+    bound where the step time is a lower bound."""
     t = self.step_seconds
     if not (t and self.peak_per_device):
       return None
@@ -307,6 +336,7 @@ def _compile(lower) -> StepReport:
       output_bytes=int(mem.output_size_in_bytes), alias_bytes=int(mem.alias_size_in_bytes),
       temp_bytes=int(mem.temp_size_in_bytes), code_bytes=int(mem.generated_code_size_in_bytes),
       xla_flops_per_device=float(cost.get("flops", 0.0)),
+      xla_bytes_accessed_per_device=float(cost.get("bytes accessed", 0.0)),
       optimal_seconds=float(cost["optimal_seconds"]) if cost.get("optimal_seconds") else None)
 
 
@@ -371,6 +401,7 @@ def compile_run(shape: RunShape, devices, with_decode: bool = True) -> CompileRe
       mesh={k: int(v) for k, v in partitioner.mesh.shape.items()},
       hbm_per_device=figures[0] if figures else None,
       peak_per_device=figures[1] if figures else None,
+      bandwidth_per_device=figures[2] if figures else None,
       analytic_state_bytes=per_device_bytes(state),
       analytic_param_bytes=per_device_bytes(state.params),
       analytic_batch_bytes=per_device_bytes(batch),

@@ -9,7 +9,8 @@ the slice's devices (libtpu's compile-only topology; no TPU needed), and prints 
 the compiler allocates against the chip's HBM, analytic and XLA FLOPs, the estimated step time,
 tokens/s/chip and MFU. `--out` also writes everything as JSON. When the run does not fit, the
 next options are compiled in turn until one does, and that configuration is printed as `--gin.`
-flags (`--no_search` to stop at the first verdict). Without libtpu (`pip install
+flags (`--no_search` to stop at the first verdict). Exit status: 0 when the run fits as
+configured, 1 when it does not (with or without a suggestion), 2 for bad input. Without libtpu (`pip install
 'xfer_t5x[tpu]'`) the same run compiles for as many fake CPU devices, and says so.
 """
 import json
@@ -63,14 +64,21 @@ def run(args) -> int:
   gin.clear_config()
   if not target.is_tpu:
     _log(f"plan: libtpu is not installed: compiling for {target.describe()}")
-  attempts = plan_search.search(
-      shape, target, gin_files=gin_files, gin_bindings=args.gin_bindings, gin_text=gin_text,
-      with_decode=not args.no_decode, try_options=not args.no_search, max_tries=args.max_tries,
-      timeout=args.timeout, cache=plan_search.Cache(args.cache), log=_log)
+  try:
+    attempts = plan_search.search(
+        shape, target, gin_files=gin_files, gin_bindings=args.gin_bindings, gin_text=gin_text,
+        with_decode=not args.no_decode, try_options=not args.no_search,
+        max_tries=args.max_tries, timeout=args.timeout, cache=plan_search.Cache(args.cache),
+        log=_log)
+  except plan_search.TargetError as e:
+    print(f"xfer-t5x {e}; --topology takes the slices Cloud TPU offers (e.g. v5p-8, v5e-4, "
+          "v4-8, v6e-4 or larger)", file=sys.stderr)
+    return 2
   doc = plan_report.plan_document(target, attempts)
   print(plan_report.render(doc))
   if args.out:
     from xfer_t5x import fileio  # pylint: disable=g-import-not-at-top
     fileio.atomic_write(args.out, json.dumps(doc, indent=1) + "\n")
     _log(f"plan: wrote {args.out}")
-  return 0 if doc["fits"] else 1
+  # A pre-launch gate: 0 only when the run fits as configured (a suggestion is not the run).
+  return 0 if doc["chosen"] == 0 else 1

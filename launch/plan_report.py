@@ -7,6 +7,16 @@ from xfer_t5x.launch.plan import CompileReport
 from xfer_t5x.launch.plan_search import Attempt, Target, gib, verdict
 
 
+def shell_word(word: str) -> str:
+  """`word` as a POSIX shell reads it back: bare where safe, in double quotes where it holds
+  only spaces and single quotes (gin dicts), else as shlex quotes it."""
+  if shlex.quote(word) == word:
+    return word
+  if not any(c in word for c in '"$`\\!'):
+    return f'"{word}"'
+  return shlex.quote(word)
+
+
 def derived(rep: CompileReport) -> Dict[str, Any]:
   """The figures a reader wants from one compile, computed once for the table and the JSON."""
   t = rep.train
@@ -22,6 +32,8 @@ def derived(rep: CompileReport) -> Dict[str, Any]:
       "xla_train_flops": rep.xla_flops_total if t.ok else None,
       "xla_flops_counts_one_loop_body": rep.loops,
       "step_seconds": rep.step_seconds, "step_seconds_source": rep.step_source,
+      # True: step_seconds is a lower bound, and tokens/s and MFU are upper bounds.
+      "step_seconds_is_lower_bound": rep.step_is_bound,
       "tokens_per_second_per_chip": rep.tokens_per_second_per_chip, "mfu": rep.mfu,
   }
   return out
@@ -93,10 +105,12 @@ def table(rep: CompileReport) -> str:
     if rep.loops:
       flops += " - XLA counts one loop body only"
   lines.append(flops)
-  lines.append(f"step time                 {_num(rep.step_seconds, '.3f', ' s')}  "
+  least, most = ("at least ", "at most ") if rep.step_is_bound else ("", "")
+  lines.append(f"step time                 {least}{_num(rep.step_seconds, '.3f', ' s')}  "
                f"[{rep.step_source}]")
-  lines.append(f"tokens/s per chip         {_num(rep.tokens_per_second_per_chip, ',.0f')}")
-  lines.append(f"MFU                       {_num(rep.mfu and 100 * rep.mfu, '.1f', '%')}"
+  lines.append(f"tokens/s per chip         {most}"
+               f"{_num(rep.tokens_per_second_per_chip, ',.0f')}")
+  lines.append(f"MFU                       {most}{_num(rep.mfu and 100 * rep.mfu, '.1f', '%')}"
                + ("" if rep.peak_per_device else "  (no chip peak for this platform)"))
   if not t.ok:
     lines.append(f"compiler                  {t.error}")
@@ -123,5 +137,5 @@ def render(doc: Dict[str, Any]) -> str:
   elif chosen > 0:
     out += ["", f"fits with option {chosen} ({attempts[chosen]['move']}):", "",
             table(reps[chosen]), "", "run it with these flags added:",
-            "  " + " \\\n  ".join(shlex.quote(f) for f in doc["suggested_gin_flags"])]
+            "  " + " \\\n  ".join(shell_word(f) for f in doc["suggested_gin_flags"])]
   return "\n".join(out)

@@ -34,6 +34,10 @@ LIBTPU_QUIET = {
 }
 
 
+class TargetError(ValueError):
+  """libtpu has no devices for the requested topology: no option can help."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Target:
   """Where to compile: a TPU topology (compile-only devices from libtpu) or n CPU devices."""
@@ -114,7 +118,10 @@ class Cache:
 
   def get(self, key) -> Optional[CompileReport]:
     rec = self.entries.get(key)
-    return CompileReport.from_json(rec) if rec else None
+    try:
+      return CompileReport.from_json(rec) if rec else None
+    except TypeError:  # written by another version of this module: compile again
+      return None
 
   def put(self, key, report: CompileReport):
     self.entries[key] = report.to_json()
@@ -143,7 +150,10 @@ def compile_in_child(shape: RunShape, target: Target, gin_files: Sequence[str] =
     except subprocess.TimeoutExpired:
       code, tail = None, [f"compile timed out after {timeout:.0f} s"]
     if out_path.exists():
-      return CompileReport.from_json(json.loads(out_path.read_text()))
+      doc = json.loads(out_path.read_text())
+      if "setup_error" in doc:
+        raise TargetError(f"plan: no devices for {target.describe()}: {doc['setup_error']}")
+      return CompileReport.from_json(doc)
   why = f"the compiler process ended with status {code}" if code is not None else tail[0]
   return _failed(shape, target, f"{why}: {' | '.join(tail)[:400]}")
 
@@ -152,6 +162,7 @@ def _failed(shape: RunShape, target: Target, error: str) -> CompileReport:
   return CompileReport(
       shape=shape.to_json(), platform="tpu" if target.is_tpu else "cpu", device_kind="?",
       num_devices=0, devices_per_chip=1.0, mesh={}, hbm_per_device=None, peak_per_device=None,
+      bandwidth_per_device=None,
       analytic_state_bytes=0, analytic_param_bytes=0, analytic_batch_bytes=0,
       analytic_train_flops=0.0, train=StepReport(False, 0.0, error=error))
 
@@ -249,15 +260,20 @@ def search(shape: RunShape, target: Target, *, gin_files=(), gin_bindings=(), gi
         break
       if _helped(rep, current_rep):
         current, current_rep = nxt, rep  # keep the option and build on it
+      elif rep.train.ok or rep.train.oom:
+        log(f"plan: {name}: dropped, it did not reduce memory "
+            f"({gib(_over_bytes(rep))} over, against {gib(_over_bytes(current_rep))})")
       else:
-        log(f"plan: {name}: dropped (it did not reduce memory, or the compiler failed)")
+        log(f"plan: {name}: dropped, the compiler failed")
   last = attempts[-1]
-  if last.report.fits and last.report.loops and last.report.step_estimate is None:
+  if (last.report.fits and last.report.loops and last.report.peak_per_device
+      and last.report.step_estimate is None):
     est = estimate_looped_step(last.shape, target, gin_files=gin_files,
                                gin_bindings=gin_bindings, gin_text=gin_text, timeout=timeout,
                                cache=cache, log=log)
     if est:
-      last.report.step_estimate, last.report.step_estimate_source = est
+      (last.report.step_estimate, last.report.step_estimate_source,
+       last.report.step_estimate_is_bound) = est
   return attempts
 
 
@@ -295,24 +311,35 @@ def _cannot_close_gap(name: str, shape: RunShape, rep: CompileReport) -> Optiona
           f"{gib(over)} over")
 
 
+def _companion_seconds(reps: Sequence[CompileReport]) -> Optional[Tuple[List[float], bool]]:
+  """The step times of loop-free compiles, all of one kind: XLA's estimates where every one
+  has a usable one, else every roofline bound (then True: a bound)."""
+  if all(r.xla_seconds is not None for r in reps):
+    return [r.xla_seconds for r in reps], False
+  if all(r.roofline_seconds is not None for r in reps):
+    return [r.roofline_seconds for r in reps], True
+  return None
+
+
 def estimate_looped_step(shape: RunShape, target: Target, *, gin_files=(), gin_bindings=(),
                          gin_text="", timeout=None, cache: Optional[Cache] = None,
-                         log: Callable[[str], None] = print) -> Optional[Tuple[float, str]]:
-  """A step time for a looped run (scan over layers, microbatches), whose XLA estimate is
-  unusable: one microbatch compiled without loops at 1 and 2 layers per stack (and 2+1 when the
-  stacks differ), the per-layer difference extrapolated to the real depth, times the number of
-  microbatches. Without the loops the microbatch may not fit the chip, and then XLA gives no
-  estimate: the rows are halved until it fits and the time scaled back linearly. The optimizer
-  update is counted once per microbatch, so the figure errs long by that much."""
+                         log: Callable[[str], None] = print
+                         ) -> Optional[Tuple[float, str, bool]]:
+  """(seconds, how, is_bound) of a looped run (scan over layers, microbatches), for which XLA
+  counts one loop body: one microbatch compiled without loops at 1 and 2 layers per stack (and
+  2+1 when the stacks differ), the per-layer difference extrapolated to the real depth, times
+  the number of microbatches. A microbatch without the loops may not fit the chip (the compiler
+  then gives no costs): its rows are halved until it fits and the time scaled back linearly.
+  The optimizer update is counted once per microbatch, so the figure errs long by that much."""
   cache = cache or Cache(None)
   k = shape.num_microbatches
   data = max(1, n_devices_of(target) // shape.model_parallel)
   le, ld = shape.model["num_encoder_layers"], shape.model["num_decoder_layers"]
   depths = [(1, 1), (2, 2)] if le == ld else [(1, 1), (2, 1), (2, 2)]
   rows = shape.batch_size // k
-  while rows >= data and rows % data == 0:
+  while True:
     base = shape.replace(batch_size=rows, num_microbatches=1, model={"scan_layers": False})
-    seconds = {}
+    reps = []
     for e, d in depths:
       s = base.replace(model={"num_encoder_layers": e, "num_decoder_layers": d})
       key = cache_key(s, target, gin_text, False)
@@ -321,26 +348,32 @@ def estimate_looped_step(shape: RunShape, target: Target, *, gin_files=(), gin_b
         log(f"plan: step-time estimate: compiling {rows} rows at {e}+{d} layers without loops")
         rep = compile_in_child(s, target, gin_files, gin_bindings, False, timeout)
         cache.put(key, rep)
-      if not rep.xla_seconds:
-        log(f"plan: step-time estimate: no XLA estimate for {rows} rows at {e}+{d} layers "
-            f"({verdict(rep)})")
+      if not rep.fits:
         break
-      seconds[(e, d)] = rep.xla_seconds
-    if len(seconds) == len(depths):
+      reps.append(rep)
+    if len(reps) == len(depths):
       break
+    if not (rep.train.oom or rep.train.ok) or rows // 2 < data or (rows // 2) % data:
+      log(f"plan: step-time estimate: none ({verdict(rep)})")
+      return None
     rows //= 2
-  else:
+  got = _companion_seconds(reps)
+  if got is None:
+    log("plan: step-time estimate: the loop-free compiles give no step time")
     return None
+  seconds, is_bound = got
+  t = dict(zip(depths, seconds))
   if le == ld:
-    per_rows = seconds[(1, 1)] + (le - 1) * (seconds[(2, 2)] - seconds[(1, 1)])
+    per_rows = t[(1, 1)] + (le - 1) * (t[(2, 2)] - t[(1, 1)])
   else:
-    enc, dec = seconds[(2, 1)] - seconds[(1, 1)], seconds[(2, 2)] - seconds[(2, 1)]
-    per_rows = seconds[(1, 1)] + (le - 1) * enc + (ld - 1) * dec
+    enc, dec = t[(2, 1)] - t[(1, 1)], t[(2, 2)] - t[(2, 1)]
+    per_rows = t[(1, 1)] + (le - 1) * enc + (ld - 1) * dec
   scale = shape.batch_size / rows
-  source = (f"XLA estimate of {rows} rows compiled without loops at 1 and 2 layers, "
-            f"extrapolated to {le}+{ld} layers, x {scale:g} for the batch of "
-            f"{shape.batch_size}" + (f" in {k} microbatches" if k > 1 else ""))
-  return scale * per_rows, source
+  kind = "roofline lower bound" if is_bound else "XLA cost model"
+  how = (f"{kind} of {rows} rows compiled without loops at 1 and 2 layers, extrapolated to "
+         f"{le}+{ld} layers, x {scale:g} for the batch of {shape.batch_size}" +
+         (f" in {k} microbatches" if k > 1 else ""))
+  return scale * per_rows, how, is_bound
 
 
 def gib(x: Optional[float]) -> str:

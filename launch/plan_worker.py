@@ -16,16 +16,24 @@ def main(spec_path: str, out_path: str) -> int:
   import xfer_t5x.runtime.trainer  # pylint: disable=g-import-not-at-top,unused-import  (gin names)
   gin_utils.setup_gin(spec["gin_files"], spec["gin_bindings"], finalize=False)
   target = spec["target"]
-  if target.get("topology"):
-    devices = plan.tpu_devices(target["topology"], spec.get("chip_config"))
-  else:
-    devices = plan.cpu_devices(int(target["cpu_devices"]))
+  try:
+    if target.get("topology"):
+      devices = plan.tpu_devices(target["topology"], spec.get("chip_config"))
+    else:
+      devices = plan.cpu_devices(int(target["cpu_devices"]))
+  except Exception as e:  # pylint: disable=broad-except  (libtpu refuses the topology)
+    _write(out_path, {"setup_error": str(e).strip().splitlines()[-1][:500]})
+    return 0
   report = plan.compile_run(plan.RunShape.from_json(spec["shape"]), devices,
                             with_decode=spec.get("with_decode", True))
-  tmp = pathlib.Path(out_path + ".tmp")
-  tmp.write_text(json.dumps(report.to_json()))
-  tmp.replace(out_path)
+  _write(out_path, report.to_json())
   return 0
+
+
+def _write(path: str, doc) -> None:
+  tmp = pathlib.Path(path + ".tmp")
+  tmp.write_text(json.dumps(doc))
+  tmp.replace(path)
 
 
 if __name__ == "__main__":

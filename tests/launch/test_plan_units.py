@@ -38,11 +38,11 @@ class FakeDevice:
 
 def test_chip_figures_per_device_count_chips_not_devices():
   # v5p reports 'TPU v5' (no 'p'): one megacore device is the whole chip.
-  hbm, peak = chips.per_device(FakeDevice("TPU v5", 2))
-  assert (hbm, peak) == (95 * chips.GIB, 459e12)
+  hbm, peak, bandwidth = chips.per_device(FakeDevice("TPU v5", 2))
+  assert (hbm, peak, bandwidth) == (95 * chips.GIB, 459e12, 2765e9)
   # A v4 topology without megacore: one device per TensorCore, half a chip each.
-  hbm, peak = chips.per_device(FakeDevice("TPU v4", 1))
-  assert (hbm, peak) == (16 * chips.GIB, 275e12 / 2)
+  hbm, peak, bandwidth = chips.per_device(FakeDevice("TPU v4", 1))
+  assert (hbm, peak, bandwidth) == (16 * chips.GIB, 275e12 / 2, 1228e9 / 2)
   assert chips.devices_per_chip(FakeDevice("TPU v4", 1)) == 2
   assert chips.per_device(FakeDevice("TPU v5 lite", 1))[1] == 197e12
   assert chips.per_device(FakeDevice("TPU v6 lite", 1))[0] == 32 * chips.GIB
@@ -104,23 +104,42 @@ def _report(**kw):
                         batch_size=128, inputs_length=1024, targets_length=128,
                         num_microbatches=kw.pop("micro", 1))
   train = plan.StepReport(True, 1.0, argument_bytes=10, temp_bytes=kw.pop("temp", 100),
-                          xla_flops_per_device=1e12, optimal_seconds=kw.pop("xla_s", 0.5))
+                          xla_flops_per_device=1e12, xla_bytes_accessed_per_device=4e9,
+                          optimal_seconds=kw.pop("xla_s", 0.5))
   return plan.CompileReport(
       shape=shape.to_json(), platform="tpu", device_kind="TPU v5", num_devices=4,
       devices_per_chip=1.0, mesh={"data": 4, "model": 1}, hbm_per_device=1000,
-      peak_per_device=459e12, analytic_state_bytes=8, analytic_param_bytes=4,
-      analytic_batch_bytes=2, analytic_train_flops=4e12, train=train, **kw)
+      peak_per_device=500e12, bandwidth_per_device=2e12, analytic_state_bytes=8,
+      analytic_param_bytes=4, analytic_batch_bytes=2, analytic_train_flops=4e12, train=train,
+      **kw)
 
 
-def test_looped_steps_never_report_xla_time():
+def test_step_time_is_xla_where_usable_else_a_stated_bound_never_a_negative_figure():
   plain = _report()
-  assert plain.step_seconds == 0.5 and plain.mfu == pytest.approx(4e12 / 0.5 / (4 * 459e12))
-  # Under a loop XLA counts one body, and its estimate has been negative: never shown.
+  assert plain.step_seconds == 0.5 and not plain.step_is_bound
+  assert plain.mfu == pytest.approx(4e12 / 0.5 / (4 * 500e12))
+  # XLA's estimate negative (v4, v5e, v6e here) on a loop-free step: the roofline bound,
+  # the longer of FLOPs at peak (2 ms) and bytes at HBM bandwidth (2 ms + a little).
+  neg = _report(xla_s=-33.97)
+  assert neg.xla_seconds is None and neg.step_is_bound
+  assert neg.step_seconds == pytest.approx(max(1e12 / 500e12, 4e9 / 2e12))
+  assert "roofline lower bound" in neg.step_source
+  # Under a loop XLA counts one body: neither its estimate nor a roofline of one body is used.
   for looped in (_report(micro=4, xla_s=-1624.0), _report(scan=True, xla_s=0.01)):
-    assert looped.xla_seconds is None and looped.step_seconds is None and looped.mfu is None
-  est = _report(micro=2, xla_s=-97.0, step_estimate=2.0, step_estimate_source="companions")
-  assert est.step_seconds == 2.0 and est.step_source == "companions"
+    assert looped.xla_seconds is None and looped.roofline_seconds is None
+    assert looped.step_seconds is None and looped.mfu is None
+  est = _report(micro=2, xla_s=-97.0, step_estimate=2.0, step_estimate_source="companions",
+                step_estimate_is_bound=True)
+  assert est.step_seconds == 2.0 and est.step_source == "companions" and est.step_is_bound
   assert plain.fits and not _report(temp=2000).fits
+
+
+def test_companion_times_are_all_of_one_kind():
+  xla = [_report(xla_s=0.1), _report(xla_s=0.2)]
+  assert plan_search._companion_seconds(xla) == ([0.1, 0.2], False)  # pylint: disable=protected-access
+  mixed = [_report(xla_s=0.1), _report(xla_s=-5.0)]
+  seconds, bound = plan_search._companion_seconds(mixed)  # pylint: disable=protected-access
+  assert bound and seconds == [r.roofline_seconds for r in mixed]
 
 
 def test_two_d_sharding_is_skipped_when_it_cannot_close_the_gap():
@@ -133,3 +152,14 @@ def test_two_d_sharding_is_skipped_when_it_cannot_close_the_gap():
       "2-D parameter sharding", shape, big_state) is None
   assert plan_search._cannot_close_gap(  # pylint: disable=protected-access
       "remat full", shape, over) is None
+
+
+def test_suggested_flags_survive_the_shell():
+  import shlex  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.launch import plan_report  # pylint: disable=g-import-not-at-top
+  shape = plan.RunShape(model={"remat_policy": "full", "scan_layers": True}, batch_size=256,
+                        inputs_length=1024, targets_length=128, num_microbatches=4)
+  flags = shape.gin_flags()
+  line = " ".join(plan_report.shell_word(f) for f in flags)
+  assert shlex.split(line) == flags
+  assert "\"--gin.TASK_FEATURE_LENGTHS={'inputs': 1024, 'targets': 128}\"" in line

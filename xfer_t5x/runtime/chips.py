@@ -1,4 +1,4 @@
-"""TPU chips: HBM and peak per chip, accelerator-type names, and per-device figures.
+"""TPU chips: HBM, HBM bandwidth and peak per chip, accelerator-type names, per-device figures.
 
 One place for the public per-chip figures that `plan` compares compiled memory against and that
 MFU is stated against on TPUs. Sources: Google Cloud's TPU system-architecture pages
@@ -22,6 +22,7 @@ class Chip:
   name: str  # "v4", "v5e", "v5p", "v6e"
   hbm_bytes: int
   bf16_peak: float  # FLOP/s per chip
+  hbm_bandwidth: float  # bytes/s per chip
   cores_per_chip: int  # TensorCores
   dims: int  # torus dimensions of a slice's topology name (3: v4/v5p, 2: v5e/v6e)
   names_count: str  # what the number in an accelerator type counts: "cores" or "chips"
@@ -29,10 +30,10 @@ class Chip:
 
 
 CHIPS = {
-    "v4": Chip("v4", 32 * GIB, 275e12, 2, 3, "cores", "cloud.google.com/tpu/docs/v4"),
-    "v5e": Chip("v5e", 16 * GIB, 197e12, 1, 2, "chips", "cloud.google.com/tpu/docs/v5e"),
-    "v5p": Chip("v5p", 95 * GIB, 459e12, 2, 3, "cores", "cloud.google.com/tpu/docs/v5p"),
-    "v6e": Chip("v6e", 32 * GIB, 918e12, 1, 2, "chips", "cloud.google.com/tpu/docs/v6e"),
+    "v4": Chip("v4", 32 * GIB, 275e12, 1228e9, 2, 3, "cores", "cloud.google.com/tpu/docs/v4"),
+    "v5e": Chip("v5e", 16 * GIB, 197e12, 819e9, 1, 2, "chips", "cloud.google.com/tpu/docs/v5e"),
+    "v5p": Chip("v5p", 95 * GIB, 459e12, 2765e9, 2, 3, "cores", "cloud.google.com/tpu/docs/v5p"),
+    "v6e": Chip("v6e", 32 * GIB, 918e12, 1640e9, 1, 2, "chips", "cloud.google.com/tpu/docs/v6e"),
 }
 
 # device_kind as JAX reports it (lower-cased) -> chip. v5p reports "TPU v5" (no "p"), v5e
@@ -50,14 +51,15 @@ def chip_for_kind(device_kind: str) -> Optional[Chip]:
   return None
 
 
-def per_device(device) -> Optional[Tuple[int, float]]:
-  """(HBM bytes, bf16 peak FLOP/s) of one JAX TPU device, or None for non-TPU devices."""
+def per_device(device) -> Optional[Tuple[int, float, float]]:
+  """(HBM bytes, bf16 peak FLOP/s, HBM bytes/s) of one JAX TPU device, or None for non-TPU
+  devices."""
   chip = chip_for_kind(getattr(device, "device_kind", ""))
   if chip is None or getattr(device, "platform", "tpu") != "tpu":
     return None
   cores = int(getattr(device, "num_cores", chip.cores_per_chip) or chip.cores_per_chip)
   share = min(cores, chip.cores_per_chip) / chip.cores_per_chip
-  return int(chip.hbm_bytes * share), chip.bf16_peak * share
+  return int(chip.hbm_bytes * share), chip.bf16_peak * share, chip.hbm_bandwidth * share
 
 
 def devices_per_chip(device) -> float:
