@@ -55,7 +55,7 @@ def plan_document(target: Target, attempts: List[Attempt]) -> Dict[str, Any]:
 
 
 def _pct(part: Optional[float], whole: Optional[float]) -> str:
-  return "" if not (part and whole) else f" ({100 * part / whole:.1f}% of {gib(whole)} HBM)"
+  return "" if not (part and whole) else f" ({100 * part / whole:.1f}% of HBM)"
 
 
 def _num(x: Optional[float], fmt: str, unit: str = "") -> str:
@@ -96,8 +96,8 @@ def table(rep: CompileReport) -> str:
   x = derived(rep)
   lines.append(f"train state per device    {gib(rep.analytic_state_bytes)} analytic (partition "
                f"specs), {gib(x['compiled_state_bytes_per_device'])} compiled")
-  lines.append(f"memory per device         {gib(t.total_bytes) if t.ok else 'n/a'}"
-               f"{_pct(t.total_bytes if t.ok else None, rep.hbm_per_device)}: {verdict(rep)}")
+  lines.append(f"memory per device         {verdict(rep)}"
+               f"{_pct(t.total_bytes if t.ok else None, rep.hbm_per_device)}")
   flops = f"FLOPs per step            {rep.analytic_train_flops / 1e12:.2f} TFLOP analytic"
   if t.ok and rep.xla_flops_total:
     ratio = rep.xla_flops_total / rep.analytic_train_flops if rep.analytic_train_flops else 0
@@ -108,6 +108,9 @@ def table(rep: CompileReport) -> str:
   least, most = ("at least ", "at most ") if rep.step_is_bound else ("", "")
   lines.append(f"step time                 {least}{_num(rep.step_seconds, '.3f', ' s')}  "
                f"[{rep.step_source}]")
+  if rep.roofline_seconds is not None and rep.xla_seconds is not None:
+    lines.append(f"roofline lower bound      {rep.roofline_seconds:.3f} s  [XLA's FLOPs at "
+                 "peak or its bytes at HBM bandwidth]")
   lines.append(f"tokens/s per chip         {most}"
                f"{_num(rep.tokens_per_second_per_chip, ',.0f')}")
   lines.append(f"MFU                       {most}{_num(rep.mfu and 100 * rep.mfu, '.1f', '%')}"

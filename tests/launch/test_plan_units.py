@@ -163,3 +163,66 @@ def test_suggested_flags_survive_the_shell():
   line = " ".join(plan_report.shell_word(f) for f in flags)
   assert shlex.split(line) == flags
   assert "\"--gin.TASK_FEATURE_LENGTHS={'inputs': 1024, 'targets': 128}\"" in line
+
+
+def _fake_compiler(memory_of, crash=()):
+  """A stand-in for the child-process compile: bytes per device from the shape, or a crash."""
+  calls = []
+
+  def compile_in_child(shape, target, gin_files, gin_bindings, with_decode, timeout):
+    del target, gin_files, gin_bindings, with_decode, timeout
+    calls.append(shape)
+    if shape.short() in crash:
+      return plan_search._failed(  # pylint: disable=protected-access
+          shape, plan_search.Target("v5p-8", topology="v5p:2x2x1"),
+          "the compiler process ended with status -11: Segmentation fault")
+    rep = _report(temp=memory_of(shape) - 10, xla_s=0.5)
+    rep.shape = shape.to_json()
+    rep.train.ok = rep.train.total_bytes <= 1000
+    if not rep.train.ok:
+      rep.train.oom, rep.train.needed_bytes, rep.train.available_bytes = \
+          True, memory_of(shape), 1000
+    return rep
+  return compile_in_child, calls
+
+
+def test_search_drops_a_crash_and_an_option_that_hurts_and_stops_at_the_first_fit(monkeypatch):
+  def memory(s):
+    m = 1500
+    if s.model_parallel > 1:
+      m += 400  # more model parallelism made it worse
+    if s.model.get("remat_policy") == "dots_saveable":
+      m -= 300
+    if s.num_microbatches > 1:
+      m -= 400
+    return m
+  shape = plan.RunShape(model=dict(emb_dim=512, num_heads=8, num_encoder_layers=8,
+                                   num_decoder_layers=8), batch_size=128, inputs_length=1024,
+                        targets_length=128)
+  fake, calls = _fake_compiler(memory, crash={
+      "model=1 1-D remat=full scan=False micro=1"})
+  monkeypatch.setattr(plan_search, "compile_in_child", fake)
+  monkeypatch.setattr(plan_search, "estimate_looped_step", lambda *a, **k: None)
+  target = plan_search.Target("v5p-8", topology="v5p:2x2x1")
+  logs = []
+  attempts = plan_search.search(shape, target, log=logs.append)
+  moves = [a.move for a in attempts]
+  # 2-D sharding skipped (8 bytes of state cannot close a 500-byte gap); model parallelism
+  # compiled once: the second x2 starts from the same kept shape and is not compiled again.
+  assert "2-D parameter sharding" not in moves
+  assert moves.count("model parallelism x2") == 1
+  assert any("dropped, it did not reduce memory" in line for line in logs)
+  assert any("remat full: dropped, the compiler failed" in line for line in logs)
+  last = attempts[-1]
+  assert last.report.fits and last.move == "microbatches x2"
+  # Built on what helped (dots_saveable), not on what hurt (model x2) or crashed (full).
+  assert last.shape.model_parallel == 1 and last.shape.model["remat_policy"] == "dots_saveable"
+  assert len(calls) == len(attempts)
+
+
+def test_a_compile_over_its_time_limit_is_reported_as_such(tmp_path):
+  shape = plan.RunShape(model=dict(num_encoder_layers=1, num_decoder_layers=1), batch_size=8,
+                        inputs_length=8, targets_length=8)
+  rep = plan_search.compile_in_child(shape, plan_search.Target("cpu:1", cpu_devices=1),
+                                     timeout=0.01)
+  assert not rep.train.ok and "timed out" in rep.train.error and not rep.fits
