@@ -37,14 +37,30 @@ def make_mesh(data: int = -1, model: int = 1, replica: int = 1, devices=None) ->
                      f"{data * model * replica}, but there are {n} devices; bind make_mesh.data "
                      f"and make_mesh.model so that their product is {n}")
   if replica > 1:
-    shape, names = (replica, data, model), (REPLICA, DATA, MODEL)
-  else:
-    shape, names = (data, model), (DATA, MODEL)
+    arr = _multi_slice_devices(replica, data, model, devices)
+    return Mesh(arr, (REPLICA, DATA, MODEL))
+  shape = (data, model)
   try:
     arr = mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
   except (ValueError, NotImplementedError, AssertionError):
     arr = np.asarray(devices).reshape(shape)
-  return Mesh(arr, names)
+  return Mesh(arr, (DATA, MODEL))
+
+
+def _multi_slice_devices(replica: int, data: int, model: int, devices) -> np.ndarray:
+  """The (replica, data, model) device array of a multi-slice job: 'replica' across slices
+  (data parallelism over DCN), 'data' and 'model' inside each slice on its ICI torus, as
+  `mesh_utils.create_hybrid_device_mesh` lays them out. Devices without slice indices (CPU, one
+  slice) fall back to a plain reshape: the replica axis is then only a name."""
+  slices = sorted({getattr(d, "slice_index", None) for d in devices}, key=str)
+  if slices == [None] or len(slices) == 1:
+    return np.asarray(devices).reshape((replica, data, model))
+  if len(slices) != replica:
+    raise ValueError(f"make_mesh: the devices form {len(slices)} slices but replica={replica}; "
+                     f"bind make_mesh.replica (NUM_SLICES in partitioning/multislice.gin) to "
+                     f"{len(slices)}")
+  return mesh_utils.create_hybrid_device_mesh(
+      (1, data, model), (replica, 1, 1), devices=devices, allow_split_physical_axes=True)
 
 
 @gin.configurable
