@@ -32,9 +32,9 @@ from xfer_t5x.runtime.optimizer import Adafactor
 from xfer_t5x.runtime.partitioning import Partitioner, make_mesh, standard_logical_axis_rules
 from xfer_t5x.runtime.train_step import make_train_step
 
-# What seqio's packing EncDecFeatureConverter yields (the trainer's batches).
-MT5_VOCAB_SIZE = 250112
+MT5_VOCAB_SIZE = 250112  # every mT5 size; padded to a multiple of 128 already
 
+# What seqio's packing EncDecFeatureConverter yields (the trainer's batches).
 PACKED_FEATURES = ("encoder_input_tokens", "encoder_segment_ids", "encoder_positions",
                    "decoder_target_tokens", "decoder_input_tokens", "decoder_segment_ids",
                    "decoder_positions", "decoder_loss_weights")

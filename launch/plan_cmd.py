@@ -14,6 +14,7 @@ configured, 1 when it does not (with or without a suggestion), 2 for bad input. 
 'xfer_t5x[tpu]'`) the same run compiles for as many fake CPU devices, and says so.
 """
 import json
+import os
 import sys
 
 from xfer_t5x.runtime import gin_utils
@@ -44,6 +45,10 @@ def _log(msg):
 
 
 def run(args) -> int:
+  # This process only reads gin and prints; compiles run in child processes with their own
+  # environment. Keep TensorFlow's start-up lines and any TPU backend out of it.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
   import gin  # pylint: disable=g-import-not-at-top
   from xfer_t5x.launch import plan, plan_report, plan_search  # pylint: disable=g-import-not-at-top
   import xfer_t5x.runtime.trainer  # pylint: disable=g-import-not-at-top,unused-import  (gin names)

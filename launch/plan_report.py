@@ -31,6 +31,7 @@ def derived(rep: CompileReport) -> Dict[str, Any]:
       "analytic_train_flops": rep.analytic_train_flops,
       "xla_train_flops": rep.xla_flops_total if t.ok else None,
       "xla_flops_counts_one_loop_body": rep.loops,
+      "xla_step_seconds": rep.xla_seconds, "roofline_step_seconds": rep.roofline_seconds,
       "step_seconds": rep.step_seconds, "step_seconds_source": rep.step_source,
       # True: step_seconds is a lower bound, and tokens/s and MFU are upper bounds.
       "step_seconds_is_lower_bound": rep.step_is_bound,
