@@ -28,6 +28,9 @@ def add_arguments(parser):
   parser.add_argument("--no_search", action="store_true",
                       help="compile the configured run only; do not look for a fitting one")
   parser.add_argument("--no_decode", action="store_true", help="compile the train step only")
+  parser.add_argument("--no_step_estimate", action="store_true",
+                      help="for a run with scan or microbatches, skip the loop-free compiles "
+                           "that estimate its step time (about two more compiles)")
   parser.add_argument("--max_tries", type=int, default=8, help="compiles in the fit search")
   parser.add_argument("--timeout", type=float, default=1200.0,
                       help="seconds one compile may take before it counts as failed")
@@ -74,7 +77,7 @@ def run(args) -> int:
         shape, target, gin_files=gin_files, gin_bindings=args.gin_bindings, gin_text=gin_text,
         with_decode=not args.no_decode, try_options=not args.no_search,
         max_tries=args.max_tries, timeout=args.timeout, cache=plan_search.Cache(args.cache),
-        log=_log)
+        estimate_loops=not args.no_step_estimate, log=_log)
   except plan_search.TargetError as e:
     print(f"xfer-t5x {e}; --topology takes the slices Cloud TPU offers (e.g. v5p-8, v5e-4, "
           "v4-8, v6e-4 or larger)", file=sys.stderr)

@@ -222,7 +222,7 @@ def n_devices_of(target: Target) -> int:
 
 def search(shape: RunShape, target: Target, *, gin_files=(), gin_bindings=(), gin_text="",
            with_decode=True, try_options=True, max_tries=8, timeout: Optional[float] = None,
-           cache: Optional[Cache] = None,
+           cache: Optional[Cache] = None, estimate_loops: bool = True,
            log: Callable[[str], None] = print) -> List[Attempt]:
   """Compiles `shape`, then (if it does not fit and `try_options`) the next options in order
   until one fits; returns every attempt, the last being the fitting one if any."""
@@ -266,8 +266,8 @@ def search(shape: RunShape, target: Target, *, gin_files=(), gin_bindings=(), gi
       else:
         log(f"plan: {name}: dropped, the compiler failed")
   last = attempts[-1]
-  if (last.report.fits and last.report.loops and last.report.peak_per_device
-      and last.report.step_estimate is None):
+  if (estimate_loops and last.report.fits and last.report.loops
+      and last.report.peak_per_device and last.report.step_estimate is None):
     est = estimate_looped_step(last.shape, target, gin_files=gin_files,
                                gin_bindings=gin_bindings, gin_text=gin_text, timeout=timeout,
                                cache=cache, log=log)

@@ -226,3 +226,34 @@ def test_a_compile_over_its_time_limit_is_reported_as_such(tmp_path):
   rep = plan_search.compile_in_child(shape, plan_search.Target("cpu:1", cpu_devices=1),
                                      timeout=0.01)
   assert not rep.train.ok and "timed out" in rep.train.error and not rep.fits
+
+
+def test_looped_step_is_extrapolated_from_loop_free_compiles(monkeypatch):
+  """1+1 layers take 1.0 s and 2+2 layers 1.5 s per microbatch: 8+8 layers take 1.0 + 7 x 0.5
+  = 4.5 s, times 2 microbatches. A microbatch too big to compile without loops is halved and
+  the time scaled back."""
+  seen = []
+
+  def fake(shape, target, gin_files, gin_bindings, with_decode, timeout):
+    del target, gin_files, gin_bindings, with_decode, timeout
+    seen.append((shape.batch_size, shape.model["num_encoder_layers"]))
+    assert shape.num_microbatches == 1 and not shape.model["scan_layers"]
+    layers = shape.model["num_encoder_layers"]
+    if shape.batch_size > limit[0]:
+      return _report(temp=5000)  # does not fit
+    return _report(xla_s=(1.0 if layers == 1 else 1.5) * shape.batch_size / 64)
+
+  monkeypatch.setattr(plan_search, "compile_in_child", fake)
+  target = plan_search.Target("v5p-8", topology="v5p:2x2x1")
+  shape = plan.RunShape(model=dict(num_encoder_layers=8, num_decoder_layers=8, scan_layers=True),
+                        batch_size=128, inputs_length=1024, targets_length=128,
+                        num_microbatches=2)
+  limit = [64]
+  seconds, how, bound = plan_search.estimate_looped_step(shape, target, log=lambda m: None)
+  assert seconds == pytest.approx(2 * 4.5) and not bound
+  assert "x 2 for the batch of 128 in 2 microbatches" in how
+  seen.clear()
+  limit[0] = 32  # 64 rows do not fit without loops: 32 rows, scaled x 4
+  seconds, how, _ = plan_search.estimate_looped_step(shape, target, log=lambda m: None)
+  assert seen[0][0] == 64 and seen[-1][0] == 32
+  assert seconds == pytest.approx(4 * 4.5 * 32 / 64) and "x 4" in how
