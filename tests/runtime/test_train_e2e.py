@@ -43,9 +43,16 @@ def _run(cmd, cwd):
 
 def _params(model_dir, step):
   """The parameters saved at `step`, read straight from the Orbax checkpoint."""
+  import jax  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(model_dir) / f"checkpoint_{step}" / "state"
-  tree = ocp.PyTreeCheckpointer().restore(str(path))
+  path = str(pathlib.Path(model_dir) / f"checkpoint_{step}" / "state")
+  checkpointer = ocp.PyTreeCheckpointer()
+  # As host numpy arrays: a checkpoint written by several processes (other devices) reads too.
+  meta = checkpointer.metadata(path)
+  meta = getattr(meta, "item_metadata", meta)
+  meta = getattr(meta, "tree", meta)
+  tree = checkpointer.restore(path, restore_args=jax.tree_util.tree_map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta))
   params = tree["params"] if isinstance(tree, dict) else tree[1]
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   return {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}

@@ -23,6 +23,7 @@ import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -279,27 +280,36 @@ def _preemption_sync_available() -> bool:
 
 
 class PreemptionFlag:
-  """Notices a preemption (SIGTERM) so that the train loop can save and exit cleanly.
+  """Notices a preemption (SIGTERM) so that the train loop can save and exit cleanly, at a step
+  every process agrees on.
 
-  Single process: `install()` sets a SIGTERM handler that only raises a flag. Under
-  `jax.distributed` with its preemption service, JAX already watches SIGTERM on every host and
-  agrees on a common step; `install()` then leaves the signal to JAX, and `requested(step)` asks
-  `multihost_utils.reached_preemption_sync_point(step)`, which is True on all hosts at the same
-  step. Either way the loop calls `requested(step)` once per step, on every process, with the
+  Under `jax.distributed` with its preemption service, JAX watches SIGTERM on every host and
+  `requested(step)` asks `multihost_utils.reached_preemption_sync_point(step)`, True on all hosts
+  at the same step. Several processes without the service: a SIGTERM handler raises this host's
+  flag, and `requested(step)` gathers every host's flag (a one-integer all-gather per step), so a
+  signal to any one host stops all of them at the same step; no host ever decides alone, or one
+  would enter the checkpoint's collectives while another runs a step. One process: the handler's
+  flag is the answer. The loop calls `requested(step)` once per step, on every process, with the
   same step numbers.
   """
 
   def __init__(self, signals=(signal.SIGTERM,)):
     self._signals = tuple(signals)
     self._event = threading.Event()
+    self._agreed = False
     self._previous = {}
     self._use_sync_point = False
+    self._gather = False
 
   def install(self) -> "PreemptionFlag":
     self._use_sync_point = _preemption_sync_available()
     if self._use_sync_point:
       logging.info("preemption: using jax.distributed's preemption sync point")
       return self
+    self._gather = jax.process_count() > 1
+    if self._gather:
+      logging.info("preemption: jax.distributed's preemption service is off; the %d processes "
+                   "agree on the step by gathering their flags every step", jax.process_count())
     if threading.current_thread() is not threading.main_thread():
       raise RuntimeError("PreemptionFlag.install() must run in the main thread (signal handlers)")
     for sig in self._signals:
@@ -317,19 +327,23 @@ class PreemptionFlag:
     self._event.set()
 
   def set(self) -> None:
-    """Raises the flag by hand (tests; or another notice than a signal)."""
+    """Raises this host's flag by hand (tests; or another notice than a signal)."""
     self._event.set()
 
   def requested(self, step: Optional[int] = None) -> bool:
-    """True once a preemption was noticed (at the agreed step when hosts must agree)."""
-    if self._event.is_set():
+    """True once a preemption was noticed, at the step all processes agree on."""
+    if self._agreed:
       return True
-    if self._use_sync_point and step is not None:
+    if self._gather:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      if multihost_utils.reached_preemption_sync_point(int(step)):
-        self._event.set()
-        return True
-    return False
+      flags = multihost_utils.process_allgather(np.int32(self._event.is_set()))
+      self._agreed = bool(np.any(flags))
+    elif self._event.is_set():
+      self._agreed = True
+    elif self._use_sync_point and step is not None:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      self._agreed = bool(multihost_utils.reached_preemption_sync_point(int(step)))
+    return self._agreed
 
 
 def save_on_preemption(flag: PreemptionFlag, checkpointer: Checkpointer, step: int, state: Any,

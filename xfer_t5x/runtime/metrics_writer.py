@@ -57,3 +57,12 @@ def log(msg, *args):
   if jax.process_index() == 0:
     logging.info(msg, *args)
     print(msg % args if args else msg, flush=True)
+
+
+def log_every_process(msg, *args):
+  """A console line from every process, prefixed with its index (what each host did)."""
+  text = msg % args if args else msg
+  if jax.process_count() > 1:
+    text = f"process {jax.process_index()}: {text}"
+  logging.info(text)
+  print(text, flush=True)

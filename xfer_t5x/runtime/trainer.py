@@ -24,7 +24,7 @@ from xfer_t5x.runtime import flops as flops_lib
 from xfer_t5x.runtime import gin_utils
 from xfer_t5x.runtime import model_info
 from xfer_t5x.runtime import peak
-from xfer_t5x.runtime.metrics_writer import MetricsWriter, log
+from xfer_t5x.runtime.metrics_writer import MetricsWriter, log, log_every_process
 from xfer_t5x.runtime.optimizer import Adafactor
 from xfer_t5x.runtime.partitioning import Partitioner, make_partitioner
 from xfer_t5x.runtime import train_state as ts
@@ -181,7 +181,7 @@ def train(model_dir: str = gin.REQUIRED,
       if preemption.requested(step):
         save(step, force=True)
         preempted = True
-        log("preemption requested: saved checkpoint_%d, exiting", step)
+        log_every_process("preemption requested: saved checkpoint_%d, exiting", step)
         break
       if step % checkpoint_period == 0 or step == train_steps:
         save(step, force=step == train_steps)
