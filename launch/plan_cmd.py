@@ -70,7 +70,7 @@ def run(args) -> int:
   gin_files = [gin_utils.resolve_gin_file(f, args.gin_search_paths) for f in args.gin_file]
   gin_text = gin.config_str()
   gin.clear_config()
-  if not target.is_tpu:
+  if not target.is_tpu and not args.topology.startswith("cpu:"):
     _log(f"plan: libtpu is not installed: compiling for {target.describe()}")
   try:
     attempts = plan_search.search(
