@@ -63,17 +63,14 @@ def libtpu_available() -> bool:
     return False
 
 
-def target_for(accelerator: str, cpu_fallback: bool = True) -> Target:
+def target_for(accelerator: str) -> Target:
   """The compile target of an accelerator name; without libtpu, as many CPU devices as the
-  topology has TPU devices (when `cpu_fallback`)."""
+  topology has TPU devices."""
   if accelerator.startswith("cpu:"):
     return Target(accelerator, cpu_devices=int(accelerator.split(":", 1)[1]))
-  chip, topology, n_chips = chips.parse_accelerator(accelerator)
+  _, topology, n_chips = chips.parse_accelerator(accelerator)
   if libtpu_available():
     return Target(accelerator, topology=topology)
-  if not cpu_fallback:
-    raise RuntimeError(f"plan: compiling for {accelerator} needs libtpu: pip install "
-                       "'xfer_t5x[tpu]' (or -c constraints.txt 'jax[tpu]')")
   return Target(accelerator, cpu_devices=n_chips)
 
 
@@ -124,11 +121,11 @@ class Cache:
       return None
 
   def put(self, key, report: CompileReport):
-    self.entries[key] = report.to_json()
+    self.entries[key] = rec = report.to_json()
     if self.path:
       self.path.parent.mkdir(parents=True, exist_ok=True)
       with open(self.path, "a") as f:
-        f.write(json.dumps({"key": key, "report": report.to_json()}) + "\n")
+        f.write(json.dumps({"key": key, "report": rec}) + "\n")
 
 
 def compile_in_child(shape: RunShape, target: Target, gin_files: Sequence[str] = (),
@@ -172,7 +169,8 @@ Move = Tuple[str, Callable[[RunShape, int], Optional[RunShape]]]
 
 
 def _data_size(shape: RunShape, n_devices: int) -> int:
-  return n_devices // shape.model_parallel
+  """Data-parallel ways of `shape` on `n_devices` (every device not on 'model')."""
+  return max(1, n_devices // shape.model_parallel)
 
 
 def _more_model_parallel(shape: RunShape, n: int) -> Optional[RunShape]:
@@ -215,9 +213,7 @@ class Attempt:
 def n_devices_of(target: Target) -> int:
   if not target.is_tpu:
     return target.cpu_devices
-  chip, _, n_chips = chips.parse_accelerator(target.topology)
-  del chip
-  return n_chips  # megacore: one device per chip
+  return chips.parse_accelerator(target.topology)[2]  # megacore: one device per chip
 
 
 def search(shape: RunShape, target: Target, *, gin_files=(), gin_bindings=(), gin_text="",
@@ -303,8 +299,7 @@ def _cannot_close_gap(name: str, shape: RunShape, rep: CompileReport) -> Optiona
   over = _over_bytes(rep)
   if name != "2-D parameter sharding" or over is None or not rep.analytic_state_bytes:
     return None
-  data = max(1, rep.num_devices // shape.model_parallel)
-  saving = rep.analytic_state_bytes * (1 - 1 / data)
+  saving = rep.analytic_state_bytes * (1 - 1 / _data_size(shape, rep.num_devices))
   if saving >= over:
     return None
   return (f"it saves at most {gib(saving)} of train state per device and the run is "
@@ -333,7 +328,7 @@ def estimate_looped_step(shape: RunShape, target: Target, *, gin_files=(), gin_b
   The optimizer update is counted once per microbatch, so the figure errs long by that much."""
   cache = cache or Cache(None)
   k = shape.num_microbatches
-  data = max(1, n_devices_of(target) // shape.model_parallel)
+  data = _data_size(shape, n_devices_of(target))
   le, ld = shape.model["num_encoder_layers"], shape.model["num_decoder_layers"]
   depths = [(1, 1), (2, 2)] if le == ld else [(1, 1), (2, 1), (2, 2)]
   rows = shape.batch_size // k

@@ -51,14 +51,19 @@ def chip_for_kind(device_kind: str) -> Optional[Chip]:
   return None
 
 
+def _cores(device, chip: Chip) -> int:
+  """TensorCores one JAX device of `chip` drives (all of them unless it says fewer)."""
+  cores = int(getattr(device, "num_cores", chip.cores_per_chip) or chip.cores_per_chip)
+  return min(cores, chip.cores_per_chip)
+
+
 def per_device(device) -> Optional[Tuple[int, float, float]]:
   """(HBM bytes, bf16 peak FLOP/s, HBM bytes/s) of one JAX TPU device, or None for non-TPU
   devices."""
   chip = chip_for_kind(getattr(device, "device_kind", ""))
   if chip is None or getattr(device, "platform", "tpu") != "tpu":
     return None
-  cores = int(getattr(device, "num_cores", chip.cores_per_chip) or chip.cores_per_chip)
-  share = min(cores, chip.cores_per_chip) / chip.cores_per_chip
+  share = _cores(device, chip) / chip.cores_per_chip
   return int(chip.hbm_bytes * share), chip.bf16_peak * share, chip.hbm_bandwidth * share
 
 
@@ -67,8 +72,7 @@ def devices_per_chip(device) -> float:
   chip = chip_for_kind(getattr(device, "device_kind", ""))
   if chip is None:
     return 1.0
-  cores = int(getattr(device, "num_cores", chip.cores_per_chip) or chip.cores_per_chip)
-  return chip.cores_per_chip / min(cores, chip.cores_per_chip)
+  return chip.cores_per_chip / _cores(device, chip)
 
 
 def _grow(dims: List[int], chips: int) -> List[int]:
