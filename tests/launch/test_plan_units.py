@@ -45,6 +45,8 @@ def test_chip_figures_per_device_count_chips_not_devices():
   assert (hbm, peak, bandwidth) == (16 * chips.GIB, 275e12 / 2, 1228e9 / 2)
   assert chips.devices_per_chip(FakeDevice("TPU v4", 1)) == 2
   assert chips.per_device(FakeDevice("TPU v5 lite", 1))[1] == 197e12
+  # v3 (two devices per chip), as runtime/peak.py's table had it before the chip table.
+  assert chips.per_device(FakeDevice("TPU v3", 1))[1] == 123e12 / 2
   assert chips.per_device(FakeDevice("TPU v6 lite", 1))[0] == 32 * chips.GIB
   assert chips.per_device(FakeDevice("cpu", 1, platform="cpu")) is None
   for chip in chips.CHIPS.values():

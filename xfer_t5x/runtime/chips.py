@@ -2,7 +2,7 @@
 
 One place for the public per-chip figures that `plan` compares compiled memory against and that
 MFU is stated against on TPUs. Sources: Google Cloud's TPU system-architecture pages
-(cloud.google.com/tpu/docs/v4, /v5e, /v5p, /v6e), "Chip specifications" tables, as of 2026.
+(cloud.google.com/tpu/docs/v3, /v4, /v5e, /v5p, /v6e), "Chip specifications" tables, as of 2026.
 
 A JAX device is one chip on v5e and v6e (one TensorCore each) and on v4 and v5p in their default
 megacore mode (two TensorCores as one device; `device.num_cores == 2`). Topology descriptions
@@ -30,6 +30,7 @@ class Chip:
 
 
 CHIPS = {
+    "v3": Chip("v3", 32 * GIB, 123e12, 900e9, 2, 2, "cores", "cloud.google.com/tpu/docs/v3"),
     "v4": Chip("v4", 32 * GIB, 275e12, 1228e9, 2, 3, "cores", "cloud.google.com/tpu/docs/v4"),
     "v5e": Chip("v5e", 16 * GIB, 197e12, 819e9, 1, 2, "chips", "cloud.google.com/tpu/docs/v5e"),
     "v5p": Chip("v5p", 95 * GIB, 459e12, 2765e9, 2, 3, "cores", "cloud.google.com/tpu/docs/v5p"),
@@ -39,7 +40,7 @@ CHIPS = {
 # device_kind as JAX reports it (lower-cased) -> chip. v5p reports "TPU v5" (no "p"), v5e
 # "TPU v5 lite", v6e "TPU v6 lite": match the most specific first.
 _KINDS = (("v6 lite", "v6e"), ("v6e", "v6e"), ("v5 lite", "v5e"), ("v5e", "v5e"),
-          ("v5p", "v5p"), ("v5", "v5p"), ("v4", "v4"))
+          ("v5p", "v5p"), ("v5", "v5p"), ("v4", "v4"), ("v3", "v3"))
 
 
 def chip_for_kind(device_kind: str) -> Optional[Chip]:
@@ -91,7 +92,7 @@ def parse_accelerator(name: str) -> Tuple[Chip, str, int]:
   Accelerator types count TensorCores for v4 and v5p (v5p-64 = 32 chips) and chips for v5e and
   v6e (v5e-256 = 256 chips)."""
   s = name.strip().lower().replace("v5litepod", "v5e").replace("v5lite", "v5e")
-  m = re.fullmatch(r"(v4|v5e|v5p|v6e)[:\-]((\d+x)+\d+)", s)
+  m = re.fullmatch(r"(v3|v4|v5e|v5p|v6e)[:\-]((\d+x)+\d+)", s)
   if m:
     chip = CHIPS[m.group(1)]
     shape = [int(x) for x in m.group(2).split("x")]
@@ -99,7 +100,7 @@ def parse_accelerator(name: str) -> Tuple[Chip, str, int]:
       raise ValueError(f"topology {name!r}: {chip.name} slices have {chip.dims} dimensions "
                        f"(e.g. {chip.name}:{'x'.join(['2'] * chip.dims)})")
     return chip, f"{chip.name}:{m.group(2)}", math.prod(shape)
-  m = re.fullmatch(r"(v4|v5e|v5p|v6e)-(\d+)", s)
+  m = re.fullmatch(r"(v3|v4|v5e|v5p|v6e)-(\d+)", s)
   if not m:
     raise ValueError(f"accelerator {name!r}: expected an accelerator type such as v5p-64, "
                      "v4-128, v5e-256, v6e-64, or a topology such as v5p:2x4x4")
