@@ -71,6 +71,8 @@ def test_sigterm_to_one_process_stops_both_at_one_step(demo_workspace, two_proce
   port = free_port()
   outs = _finish([_start(demo_workspace, model_dir, i, port, service, tmp_path) for i in (0, 1)])
   assert "resumed from" in outs[0]  # process 0 speaks for the run
+  for i, out in enumerate(outs):  # each host continues its own saved input iterator
+    assert f"process {i}: input: restored this host's iterator" in out, out[-3000:]
   got, want = _params(model_dir, STEPS), _params(two_process_reference, STEPS)
   assert got.keys() == want.keys()
   for k in want:

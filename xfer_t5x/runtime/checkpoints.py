@@ -1,8 +1,9 @@
 """Orbax checkpoints in the model dir, T5X's layout: `<model_dir>/checkpoint_<step>/`.
 
-Each step directory holds two items:
+Each step directory holds two items, and a third when the train loop gives its input iterator:
   state/   the train state pytree (arrays, written sharded by every process; TensorStore)
   extra/   small JSON metadata of the run (data iterator position, config hash, ...)
+  data/    every host's tf.data input iterator, one file per process (`input_checkpoint`)
 
 `Checkpointer` wraps `orbax.checkpoint.CheckpointManager`: keep the last N, save every K steps
 (or when forced: preemption, end of training), async where the backend allows, and restore into
@@ -27,9 +28,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from xfer_t5x.runtime import input_checkpoint
+
 STEP_PREFIX = "checkpoint"
 STATE_ITEM = "state"
 EXTRA_ITEM = "extra"
+DATA_ITEM = input_checkpoint.DATA_ITEM
 _COMPLETE_MARKERS = ("commit_success.txt", "_CHECKPOINT_METADATA")
 
 LIKELY_CAUSE = (
@@ -154,7 +158,8 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         str(self.model_dir), options=options,
         item_handlers={STATE_ITEM: ocp.PyTreeCheckpointHandler(),
-                       EXTRA_ITEM: ocp.JsonCheckpointHandler()})
+                       EXTRA_ITEM: ocp.JsonCheckpointHandler(),
+                       DATA_ITEM: input_checkpoint.InputIteratorHandler()})
 
   # -- queries -----------------------------------------------------------------------------------
 
@@ -191,11 +196,13 @@ class Checkpointer:
   # -- save --------------------------------------------------------------------------------------
 
   def save(self, step: int, state: Any, extra_json: Optional[Mapping[str, Any]] = None,
-           force: bool = False) -> bool:
+           force: bool = False, input_iterator: Any = None) -> bool:
     """Saves `state` (any pytree of jax arrays) and `extra_json` at `step`.
 
     `extra_json` must be JSON-serialisable and the same on every process (Orbax writes it from
     the primary one): data iterator position, config hash, and so on.
+    `input_iterator` (a `data.DataIterator`; optional): every process writes its own iterator
+    into `data/` before this call returns (it is small: positions and buffers).
     Returns True if a save was started; False if the interval said no or `step` is saved already.
     """
     step = int(step)
@@ -203,10 +210,13 @@ class Checkpointer:
       return False
     if not force and not self.should_save(step):
       return False
-    args = ocp.args.Composite(**{
+    items = {
         STATE_ITEM: ocp.args.PyTreeSave(state),
         EXTRA_ITEM: ocp.args.JsonSave(dict(extra_json or {})),
-    })
+    }
+    if input_iterator is not None:
+      items[DATA_ITEM] = input_checkpoint.InputIteratorSave(input_iterator)
+    args = ocp.args.Composite(**items)
     return bool(self._manager.save(step, args=args, force=True))
 
   def wait(self) -> None:
@@ -225,6 +235,11 @@ class Checkpointer:
     self.close()
 
   # -- restore -----------------------------------------------------------------------------------
+
+  def input_iterator_dir(self, step: int) -> str:
+    """Where the hosts' input iterators of checkpoint `step` are (the directory may be absent:
+    a checkpoint written without them, or by an older version)."""
+    return str(checkpoint_dir(self.model_dir, step) / DATA_ITEM)
 
   def restore(self, step: Optional[int], abstract_state: Any,
               partial: bool = False) -> Tuple[Any, Dict[str, Any]]:

@@ -10,9 +10,11 @@
 Each host reads its own shard of the data (`seqio.ShardInfo`), packs with the encoder-decoder
 feature converter and batches to its share of the global batch. The order is fixed by the seed:
 the same seed gives the same batches, run after run, and `DataIterator.restore` puts an iterator
-back at the batch it had reached (it recreates the dataset and skips whole batches).
+back at the batch it had reached: from the host's own tf.data iterator checkpoint when there is
+one (nothing is read again), else by recreating the dataset and skipping whole batches.
 """
 import dataclasses
+import logging
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import jax
@@ -20,6 +22,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from xfer_t5x.runtime import input_checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,28 +158,44 @@ def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, in
 class DataIterator:
   """Numpy batches of a tf.data.Dataset, counting how many it has handed out.
 
-  The state is the same on every host (hosts step together, each through its own shard), so
-  one copy saved by the primary host restores them all.
+  Two records of where it is, both written with every checkpoint:
+  - `state()`: the position (batches handed out) and what defines the stream; the same on every
+    host (hosts step together, each through its own shard), saved once as JSON;
+  - `save_native(prefix)`: this host's tf.data iterator itself (each stage's position, the
+    shuffle and prefetch buffers), one file per host.
+  `restore(state, native_dir)` continues from the host's own iterator file, reading nothing that
+  was read before; it replays (recreates the dataset and skips `position` batches, reading and
+  discarding them), saying why, where that file is missing or unreadable, or where the data is
+  now split over another number of hosts.
 
   Args:
     make_dataset: builds the dataset from the start (called again by `restore`).
-    description: what defines the stream (task, split, seed, batch, shard, ...); stored in
+    description: what defines the stream (task, split, seed, batch, shards, ...); stored in
       `state()` and checked by `restore`, so a checkpoint cannot resume into other data.
+    shard_id: this host's data shard (names its iterator file).
+    prefetch: batches prepared ahead of the train step (tf.data.AUTOTUNE, or 0 for none).
   """
 
   def __init__(self, make_dataset: Callable[[], tf.data.Dataset],
-               description: Optional[Mapping[str, Any]] = None):
+               description: Optional[Mapping[str, Any]] = None, shard_id: int = 0,
+               prefetch: int = tf.data.AUTOTUNE):
     self._make_dataset = make_dataset
     self.description = dict(description or {})
+    self.shard_id = int(shard_id)
+    self.num_shards = int(self.description.get("num_shards", 1))
+    self._prefetch = prefetch
     self._position = 0
     self._iter = None  # built on the first batch (a restore right away builds it only once)
+    self._cannot_save = ""  # why this pipeline's iterator cannot be checkpointed, once known
+    self.resumed_by = "start"  # "start", "iterator checkpoint" or "replay"
+    self.resume_message = ""
 
   @classmethod
   def from_task(cls, mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
                 split: str, global_batch_size: int, shuffle: bool = True,
                 seed: Optional[int] = 0, pack: bool = True, num_epochs: Optional[int] = None,
                 shard_id: Optional[int] = None, num_shards: Optional[int] = None,
-                **kwargs) -> "DataIterator":
+                prefetch: int = tf.data.AUTOTUNE, **kwargs) -> "DataIterator":
     """An iterator over `get_dataset(...)` with the same arguments."""
     shard_id = jax.process_index() if shard_id is None else shard_id
     num_shards = jax.process_count() if num_shards is None else num_shards
@@ -188,13 +208,21 @@ class DataIterator:
     description = {k: v for k, v in args.items() if k != "shard_id"}
     description["task_feature_lengths"] = [
         list(kv) for kv in sorted(description["task_feature_lengths"].items())]
-    return cls(lambda: get_dataset(**args, **kwargs), description)
+    return cls(lambda: get_dataset(**args, **kwargs), description, shard_id=shard_id,
+               prefetch=prefetch)
 
-  def _start(self, skip: int) -> Iterator[Dict[str, np.ndarray]]:
+  def _start(self, skip: int):
     ds = self._make_dataset()
     if skip:
       ds = ds.skip(skip)  # whole batches: the dataset is already batched
-    return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+    if self._prefetch:
+      ds = ds.prefetch(self._prefetch)
+    return iter(ds)
+
+  def _tf_iterator(self):
+    if self._iter is None:
+      self._iter = self._start(self._position)
+    return self._iter
 
   @property
   def position(self) -> int:
@@ -205,32 +233,104 @@ class DataIterator:
     return self
 
   def __next__(self) -> Dict[str, np.ndarray]:
-    if self._iter is None:
-      self._iter = self._start(self._position)
-    batch = next(self._iter)
+    batch = next(self._tf_iterator())
     self._position += 1
-    return batch
+    return tf.nest.map_structure(lambda t: t.numpy(), batch)
 
   def state(self) -> Dict[str, Any]:
     """JSON-serialisable position: {"position": n, "description": {...}}."""
     return {"position": self._position, "description": self.description}
 
-  def restore(self, state: Mapping[str, Any]) -> None:
-    """Continues from `state` (from `state()`): the next batch is the one after `position`."""
-    saved = state.get("description")
-    if saved is not None and self.description and _normalise(saved) != _normalise(self.description):
-      diffs = sorted(k for k in set(saved) | set(self.description)
-                     if _normalise(saved.get(k)) != _normalise(self.description.get(k)))
-      raise ValueError(
-          "the saved data iterator state belongs to another data stream; differing fields: "
-          + ", ".join(f"{k} saved={saved.get(k)!r} now={self.description.get(k)!r}" for k in diffs)
-          + ". Resume with the same task, seed, batch size and number of hosts, or start a fresh "
-          "model dir.")
+  # -- this host's iterator file ---------------------------------------------------------------
+
+  def native_name(self) -> str:
+    """This process's file name inside a checkpoint's `data/` item."""
+    return input_checkpoint.this_process_file_name(self.shard_id, self.num_shards)
+
+  def save_native(self, prefix: str) -> bool:
+    """Writes this host's tf.data iterator to `prefix` (.index and .data-* files).
+
+    A pipeline that tf.data cannot serialise (a stateful op such as `tf.py_function` under the
+    default external-state policy) is logged once and not written: a resume then replays.
+    """
+    if self._cannot_save:
+      return False
+    try:
+      tf.train.Checkpoint(iterator=self._tf_iterator()).write(prefix)
+      return True
+    except (tf.errors.FailedPreconditionError, tf.errors.UnimplementedError) as e:
+      self._cannot_save = str(e).splitlines()[0]
+      logging.warning(
+          "input: this pipeline's tf.data iterator cannot be checkpointed (%s); checkpoints hold "
+          "only its position, and a resume will replay the batches read so far. Make the "
+          "pipeline serialisable (no stateful Python ops) to resume without replay.",
+          self._cannot_save)
+      return False
+
+  # -- restore ---------------------------------------------------------------------------------
+
+  def restore(self, state: Mapping[str, Any], native_dir: Optional[str] = None) -> str:
+    """Continues from `state` (from `state()`): the next batch is the one after `position`.
+
+    Args:
+      state: the JSON state saved with the checkpoint.
+      native_dir: the checkpoint's `data/` directory: this host's iterator file there, when
+        present, is restored instead of replaying.
+
+    Returns:
+      One line saying how the iterator resumed (also in `resume_message`); `resumed_by` is
+      "iterator checkpoint" or "replay".
+    """
+    saved = dict(state.get("description") or {})
     position = int(state["position"])
     if position < 0:
       raise ValueError(f"data iterator position {position} is negative")
+    saved_shards = saved.pop("num_shards", self.num_shards)
+    now = {k: v for k, v in self.description.items() if k != "num_shards"}
+    if saved and now and _normalise(saved) != _normalise(now):
+      diffs = sorted(k for k in set(saved) | set(now)
+                     if _normalise(saved.get(k)) != _normalise(now.get(k)))
+      raise ValueError(
+          "the saved data iterator state belongs to another data stream; differing fields: "
+          + ", ".join(f"{k} saved={saved.get(k)!r} now={now.get(k)!r}" for k in diffs)
+          + ". Resume with the same task, seed and batch size, or start a fresh model dir.")
     self._iter = None
     self._position = position
+    self.resumed_by = "replay"
+    if int(saved_shards) != self.num_shards:
+      reason = (f"the data was split over {saved_shards} hosts when saved and is split over "
+                f"{self.num_shards} now, so this host's shard is another one and the order after "
+                "the resume differs from an uninterrupted run's")
+    elif native_dir is None:
+      reason = "no input iterator was saved with the checkpoint"
+    else:
+      reason = self._restore_native(native_dir)
+    if not reason:
+      self.resumed_by = "iterator checkpoint"
+      self.resume_message = (f"input: restored this host's iterator at batch {position} from "
+                             f"{native_dir}/{self.native_name()} (nothing replayed)")
+    else:
+      self.resume_message = (f"input: replaying {position} batches of shard {self.shard_id} of "
+                             f"{self.num_shards} (read and discarded) because {reason}")
+    return self.resume_message
+
+  def _restore_native(self, native_dir: str) -> str:
+    """Restores this host's iterator file; '' on success, else why not (then nothing changed)."""
+    prefix = f"{native_dir}/{self.native_name()}"
+    if not tf.io.gfile.exists(prefix + ".index"):
+      others = (sorted(tf.io.gfile.listdir(native_dir))
+                if tf.io.gfile.isdir(native_dir) else [])
+      names = sorted({n.split(".index")[0] for n in others if n.endswith(".index")})
+      return (f"{prefix} is not there (the checkpoint holds "
+              f"{', '.join(names) if names else 'no input iterators'}: saved by a run with "
+              "another number of processes, or by one whose pipeline could not be checkpointed)")
+    iterator = self._start(0)
+    try:
+      tf.train.Checkpoint(iterator=iterator).read(prefix).assert_consumed()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+      return f"{prefix} could not be read ({type(e).__name__}: {str(e).splitlines()[0]})"
+    self._iter = iterator
+    return ""
 
 
 def _normalise(value):

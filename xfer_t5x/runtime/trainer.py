@@ -3,7 +3,7 @@
 Sections, in the order a run meets them: setup (distributed, vocabulary and tasks, mesh, model,
 optimizer); state (resume from the model dir's latest complete checkpoint, else an initial
 checkpoint, else a fresh sharded init); data (this host's shard as global arrays, at the
-checkpoint's position); the loop (steps, metrics every `log_every`, checkpoints every
+checkpoint's position: its saved tf.data iterator, else a replay); the loop (steps, metrics every `log_every`, checkpoints every
 `checkpoint_period`, a final one, and one on SIGTERM before exiting cleanly).
 """
 import dataclasses
@@ -140,7 +140,7 @@ def train(model_dir: str = gin.REQUIRED,
       split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack,
       shard_id=layout.shard_id, num_shards=layout.num_shards)
   if data_state is not None:
-    iterator.restore(data_state)
+    log_every_process("%s", iterator.restore(data_state, checkpointer.input_iterator_dir(latest)))
 
   # --- loop -------------------------------------------------------------------------------
   step_fn = make_train_step(model, optimizer, partitioner, num_microbatches=num_microbatches,
@@ -158,10 +158,11 @@ def train(model_dir: str = gin.REQUIRED,
       dict(partitioner.mesh.shape), flops_per_step / 1e9)
 
   def save(step, force=False):
-    # The iterator state is the same on every host (Orbax writes the JSON from process 0).
+    # The position is the same on every host (Orbax writes the JSON from process 0); each host
+    # writes its own tf.data iterator beside it, so a resume reads nothing twice.
     extra = {"data": iterator.state(),
              "gin_sha256": hashlib.sha256(gin_text.encode()).hexdigest()}
-    checkpointer.save(step, state, extra_json=extra, force=force)
+    checkpointer.save(step, state, extra_json=extra, force=force, input_iterator=iterator)
 
   try:
     sums, window_steps, t0 = None, 0, time.time()
