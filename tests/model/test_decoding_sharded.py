@@ -1,5 +1,6 @@
 """Decoding jitted under a 2x2 ('data', 'model') mesh of fake CPU devices, with parameters
-sharded by their logical axes, returns what the single-device decode returns."""
+sharded by their logical axes, returns what the single-device decode returns (beam search's
+choices made per example on each device, its top-k over the 'model'-split vocabulary)."""
 import os
 import pathlib
 import subprocess
@@ -38,11 +39,12 @@ SCRIPT = textwrap.dedent("""
     batch = {{"encoder_input_tokens": jax.device_put(data["inputs"], part.batch_sharding())}}
     out = {{}}
     with part.activate():
-      for method, kw in [("greedy", {{}}), ("beam", {{"num_beams": 2}})]:
+      for name, method, kw in [("greedy", "greedy", {{}}), ("beam2", "beam", {{"num_beams": 2}}),
+                               ("beam4", "beam", {{"num_beams": 4}})]:
         fn = jax.jit(functools.partial(decoding.predict_batch, model, method=method,
                                        max_decode_length=8, **kw))
         tokens, scores = fn(params, batch)
-        out[method + "_tokens"], out[method + "_scores"] = np.asarray(tokens), np.asarray(scores)
+        out[name + "_tokens"], out[name + "_scores"] = np.asarray(tokens), np.asarray(scores)
     np.savez({result!r}, **out)
     print("devices", len(jax.devices()))
 """)
@@ -53,14 +55,16 @@ def test_decoding_under_a_sharded_mesh_matches_one_device(trained, tmp_path):
   model, params = trained
   inputs = np.asarray(copy_batch(np.random.default_rng(123), 6)["encoder_input_tokens"])
   expected = {}
-  for method, kw in [("greedy", {}), ("beam", {"num_beams": 2})]:
+  for name, method, kw in [("greedy", "greedy", {}), ("beam2", "beam", {"num_beams": 2}),
+                           ("beam4", "beam", {"num_beams": 4})]:
     tokens, scores = decoding.predict_batch(model, params, {"encoder_input_tokens": inputs},
                                             method=method, max_decode_length=8, **kw)
-    expected[method] = (np.asarray(tokens), np.asarray(scores))
+    expected[name] = (np.asarray(tokens), np.asarray(scores))
   assert_clear_margins(model, params, inputs, expected["greedy"][0])
   for row in inputs:
-    finished, gap = reference_beam_search(model, params, row, 8, k=2)
-    assert gap > MARGIN, f"near-tie ({gap:.2e}) in beam search's choices"
+    for k in (2, 4):
+      finished, gap = reference_beam_search(model, params, row, 8, k=k)
+      assert gap > MARGIN, f"near-tie ({gap:.2e}) in {k}-beam search's choices"
 
   flat = {"/".join(k): np.asarray(v) for k, v in flax.traverse_util.flatten_dict(params).items()}
   npz, result = tmp_path / "in.npz", tmp_path / "out.npz"

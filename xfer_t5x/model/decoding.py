@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 
 from xfer_t5x.model.network import Transformer
+from xfer_t5x.model.per_example import on_batch, per_example, top_k_over_vocab
 
 DECODER_START_ID = 0
 NEG_INF = -np.inf
@@ -66,16 +67,26 @@ def make_step_fn(model, params, encoded, encoder_input_tokens, max_decode_length
   return step
 
 
-def gather_cache(cache, flat_indices):
-  """Reorders the sequences of the key/value cache: row r of the result is row
-  `flat_indices[r]` of `cache`. The batch axis is 0, or 1 under the scanned layers' leading
-  `layers` axis; step counters are shared and left alone."""
+def gather_cache(cache, beam_indices):
+  """Reorders the beams of the key/value cache within each example: beam j of example b in
+  the result is beam `beam_indices[b, j]` of example b in `cache`.
+
+  The cache holds `batch * beams` sequences, example-major (rows b*k .. b*k+k-1 are example b's
+  beams). Each example's rows are gathered along its own beam axis, so under a mesh with the
+  batch on 'data' every example's cache stays on its shard (a flat gather over batch x beams
+  made the partitioner all-gather the whole cache every step). The batch axis is 0, or 1 under
+  the scanned layers' leading `layers` axis; step counters are shared and left alone.
+  """
+  batch, k = beam_indices.shape
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(cache))
   out = {}
   for path, x in flat.items():
     if path[-1] in _CACHE_ARRAYS:
       axis = 1 if "layers" in path else 0
-      x = jnp.take(x, flat_indices, axis=axis)
+      x = jnp.moveaxis(x, axis, 0)
+      rows = on_batch(x.reshape((batch, k) + x.shape[1:]))
+      x = on_batch(_take_beams(rows, beam_indices)).reshape(x.shape)
+      x = jnp.moveaxis(x, 0, axis)
     out[path] = x
   return flax.traverse_util.unflatten_dict(out)
 
@@ -171,11 +182,6 @@ class BeamState(NamedTuple):
   cache: Any                  # key/value cache for batch * beams sequences
 
 
-def _rows(indices, beams_in):
-  """[batch, m] indices into each example's `beams_in` slots -> flat row indices."""
-  return (jnp.arange(indices.shape[0])[:, None] * beams_in + indices).reshape(-1)
-
-
 def _take_beams(x, indices):
   """x [batch, n, ...], indices [batch, m] -> [batch, m, ...]."""
   return jax.vmap(lambda a, i: jnp.take(a, i, axis=0))(x, indices)
@@ -218,31 +224,51 @@ def beam_search(model, params, encoder_input_tokens, max_decode_length: int, num
     settled = jnp.all(worst_finished > live_bound)
     return (s.step < max_len) & ~settled
 
-  def body(s: BeamState):
-    i = s.step
-    prev = lax.dynamic_index_in_dim(s.live_seqs, jnp.maximum(i - 1, 0), axis=2, keepdims=False)
-    feed = jnp.where(i == 0, DECODER_START_ID, prev).reshape(-1)
-    logits, cache = step_fn(feed, s.cache)
-    vocab = logits.shape[-1]
-    logp = jax.nn.log_softmax(logits).reshape(batch, k, vocab) + s.live_logp[:, :, None]
-    # The top 2k extensions: at most k of them end in EOS, so k live ones always remain.
-    cand_logp, cand_idx = lax.top_k(logp.reshape(batch, k * vocab), 2 * k)
-    cand_beam, cand_tok = cand_idx // vocab, (cand_idx % vocab).astype(jnp.int32)
-    cand_seqs = lax.dynamic_update_slice(_take_beams(s.live_seqs, cand_beam),
+  def select(logp, live_seqs, live_logp, finished_seqs, finished_scores, finished_flags,
+             step, vocab_axes=()):
+    """One step's choice for each example, from its beams' log-probabilities `[b, k, vocab]`
+    (the vocabulary possibly split over `vocab_axes`); returns the new beams and, for the cache,
+    which old beam each live one extends."""
+    i = step[0]
+    logp = logp + live_logp[:, :, None]
+    # The top 2k extensions: at most k of them end in EOS, so k live ones always remain. Taken
+    # per beam first (over the vocabulary), then over the k x 2k survivors: the same candidates,
+    # ties in the same order (lower beam, then lower token), as one top-k over k x vocab.
+    beam_logp, beam_tok = top_k_over_vocab(logp, 2 * k, vocab_axes)  # [b, k, m], m <= 2k
+    b, m = logp.shape[0], beam_logp.shape[-1]
+    cand_logp, pick = lax.top_k(beam_logp.reshape(b, k * m), 2 * k)
+    cand_beam = pick // m
+    cand_tok = jnp.take_along_axis(beam_tok.reshape(b, k * m), pick, axis=1)
+    cand_tok = cand_tok.astype(jnp.int32)
+    cand_seqs = lax.dynamic_update_slice(_take_beams(live_seqs, cand_beam),
                                          cand_tok[:, :, None], (0, 0, i))
     cand_eos = cand_tok == eos_id
 
     live_logp, pick = lax.top_k(jnp.where(cand_eos, NEG_INF, cand_logp), k)
     live_seqs = _take_beams(cand_seqs, pick)
-    cache = gather_cache(cache, _rows(jnp.take_along_axis(cand_beam, pick, axis=1), k))
+    beams = jnp.take_along_axis(cand_beam, pick, axis=1)
 
     new_scores = jnp.where(cand_eos, cand_logp / length_penalty(alpha, i + 1), NEG_INF)
-    all_scores = jnp.concatenate([s.finished_scores, new_scores], axis=1)
-    all_seqs = jnp.concatenate([s.finished_seqs, cand_seqs], axis=1)
-    all_flags = jnp.concatenate([s.finished_flags, cand_eos & (cand_logp > NEG_INF)], axis=1)
+    all_scores = jnp.concatenate([finished_scores, new_scores], axis=1)
+    all_seqs = jnp.concatenate([finished_seqs, cand_seqs], axis=1)
+    all_flags = jnp.concatenate([finished_flags, cand_eos & (cand_logp > NEG_INF)], axis=1)
     finished_scores, pick = lax.top_k(all_scores, k)
-    return BeamState(i + 1, live_seqs, live_logp, _take_beams(all_seqs, pick), finished_scores,
-                     jnp.take_along_axis(all_flags, pick, axis=1), cache)
+    return (live_seqs, live_logp, _take_beams(all_seqs, pick), finished_scores,
+            jnp.take_along_axis(all_flags, pick, axis=1), beams)
+
+  def body(s: BeamState):
+    i = s.step
+    prev = lax.dynamic_index_in_dim(s.live_seqs, jnp.maximum(i - 1, 0), axis=2, keepdims=False)
+    feed = jnp.where(i == 0, DECODER_START_ID, prev).reshape(-1)
+    logits, cache = step_fn(feed, s.cache)
+    logp = jax.nn.log_softmax(logits).reshape(batch, k, logits.shape[-1])
+    # Every example's choice on its own shard: no step gathers the batch's log-probabilities.
+    step = jnp.broadcast_to(i, (batch,))
+    (live_seqs, live_logp, finished_seqs, finished_scores, finished_flags,
+     beams) = per_example(select, logp, s.live_seqs, s.live_logp, s.finished_seqs,
+                          s.finished_scores, s.finished_flags, step, vocab_arg=0)
+    return BeamState(i + 1, live_seqs, live_logp, finished_seqs, finished_scores,
+                     finished_flags, gather_cache(cache, beams))
 
   empty = jnp.zeros((batch, k, max_len), jnp.int32)
   init = BeamState(
