@@ -12,17 +12,11 @@ def load_pretrained(path: str, config, shardings: Optional[Mapping[str, Any]] = 
   """This model's params from an HF, T5X (legacy or Orbax) or xfer_t5x Orbax checkpoint.
 
   With `shardings` (a params-shaped pytree of jax.sharding.Sharding) every parameter is a global
-  jax.Array; T5X and Orbax checkpoints are then read shard by shard. Raises
+  jax.Array, read region by region (each host reads only what its devices hold). Raises
   `shapes.CheckpointShapeError` when the checkpoint does not fit `config`.
   """
   from xfer_t5x.interop import hf, t5x  # pylint: disable=g-import-not-at-top
   path = str(path)
   if not path.startswith("gs://") and os.path.exists(os.path.join(path, hf.CONFIG_FILE)):
-    params, _ = hf.load_hf(path, config)
-    if shardings is None:
-      return params
-    import jax  # pylint: disable=g-import-not-at-top
-    return jax.tree.map(
-        lambda x, s: jax.make_array_from_callback(x.shape, s, lambda i, x=x: x[i]),
-        params, shardings)
+    return hf.load_hf(path, config, shardings)[0]
   return t5x.load_t5x_checkpoint(path, config, shardings)

@@ -28,6 +28,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from xfer_t5x import fileio
+from xfer_t5x.interop import regions
 from xfer_t5x.interop import shapes as shapes_lib
 from xfer_t5x.model import scan
 from xfer_t5x.model.config import T5Config
@@ -146,8 +147,31 @@ def _our_name(hf_name: str) -> Optional[Tuple[str, str]]:
   return None
 
 
-def hf_to_params(state: Mapping[str, np.ndarray], config: T5Config, source: str = "checkpoint"):
-  """HF state dict (name -> array) -> our nested float32 params, in `config`'s layer layout.
+class _HFSource(regions.Source):
+  """One HF tensor as our parameter: regions of the (memory-mapped) array, transposed for "T"."""
+
+  def __init__(self, array, transform: str):
+    self.array, self.transform = array, transform
+    shape = tuple(np.shape(array))
+    self.shape = tuple(reversed(shape)) if transform == "T" else shape
+
+  def read(self, index):
+    index = regions.full_index(index, len(self.shape))
+    if self.transform == "T":
+      return np.ascontiguousarray(_read_region(self.array, tuple(reversed(index))).T)
+    return _read_region(self.array, index)
+
+
+def _read_region(array, index) -> np.ndarray:
+  """A float32 copy of one region of a checkpoint tensor (only its pages of a memory-mapped
+  file are read); a function of its own so that tests can watch what is read."""
+  return np.array(array[index], dtype=np.float32, order="C", copy=True)
+
+
+def hf_sources(state: Mapping[str, Any], config: T5Config,
+               source: str = "checkpoint") -> Dict[str, regions.Source]:
+  """HF state dict (name -> array, e.g. memory-mapped) -> {our flat path: region source} in
+  `config`'s layer layout, shapes checked against `config`; nothing is read yet.
 
   Raises CheckpointShapeError if the weights do not fit `config`, ValueError for names that are
   not MT5 weights.
@@ -162,7 +186,7 @@ def hf_to_params(state: Mapping[str, np.ndarray], config: T5Config, source: str 
     logging.warning("%s has no lm_head.weight: using shared.weight as the output layer, as a "
                     "tied HF model does (mT5 checkpoints have their own lm_head)", source)
     state["lm_head.weight"] = state["shared.weight"]
-  mapped, unknown = {}, []
+  sources, unknown = {}, []
   for name in state:
     if name in EMBEDDING_ALIASES or name in IGNORED:
       continue
@@ -170,15 +194,26 @@ def hf_to_params(state: Mapping[str, np.ndarray], config: T5Config, source: str 
     if ours is None:
       unknown.append(name)
     else:
-      mapped[ours[0]] = (name, ours[1])
+      sources[ours[0]] = _HFSource(state[name], ours[1])
   if unknown:
     raise ValueError(f"{source}: weights {sorted(unknown)[:5]} are not MT5ForConditionalGeneration "
                      "weights (see WEIGHT_TABLE in xfer_t5x/interop/hf.py)")
-  found = {ours: tuple(reversed(np.shape(state[hf]))) if tr == "T" else tuple(np.shape(state[hf]))
-           for ours, (hf, tr) in mapped.items()}
-  shapes_lib.check_shapes(found, shapes_lib.model_shapes(config, scanned=False), source, config)
-  flat = {ours: _apply(state[hf], tr) for ours, (hf, tr) in mapped.items()}
-  return scan.unflatten(scan.to_layout(flat, config.scan_layers))
+  shapes_lib.check_shapes({k: v.shape for k, v in sources.items()},
+                          shapes_lib.model_shapes(config, scanned=False), source, config)
+  return regions.to_layout(sources, config.scan_layers)
+
+
+def hf_to_params(state: Mapping[str, Any], config: T5Config, source: str = "checkpoint",
+                 shardings: Optional[Mapping[str, Any]] = None):
+  """HF state dict (name -> array) -> our nested float32 params, in `config`'s layer layout.
+
+  With `shardings` (a params-shaped pytree of jax.sharding.Sharding) every parameter is a global
+  jax.Array built from the regions this host's devices hold: a memory-mapped safetensors file is
+  then read one region per device, never a whole sharded tensor. Without, numpy arrays.
+  """
+  flat_shardings = None if shardings is None else scan.flatten(shardings)
+  return scan.unflatten(regions.materialise(hf_sources(state, config, source), flat_shardings,
+                                            np.float32))
 
 
 def params_to_hf(params: Mapping[str, Any], config: T5Config) -> Dict[str, np.ndarray]:
@@ -304,18 +339,21 @@ def read_hf_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]
                           f"{[c[0] for c in candidates]}")
 
 
-def load_hf(path: str, config: Optional[T5Config] = None):
-  """(params, config): an HF MT5 checkpoint folder as this model's float32 numpy params.
+def load_hf(path: str, config: Optional[T5Config] = None,
+            shardings: Optional[Mapping[str, Any]] = None):
+  """(params, config): an HF MT5 checkpoint folder as this model's float32 params.
 
   Without `config`, the architecture comes from the checkpoint's config.json; with one, the
-  checkpoint must fit it (CheckpointShapeError otherwise).
+  checkpoint must fit it (CheckpointShapeError otherwise). With `shardings`, global jax.Arrays
+  read region by region (safetensors are memory-mapped; a PyTorch `.bin` is loaded whole by
+  torch first, so convert large ones to safetensors); without, numpy arrays.
   """
   state, hf_config = read_hf_checkpoint(path)
   if config is None:
     config = config_from_hf(hf_config)
   elif config.vocab_size is None:
     config = config.replace(vocab_size=hf_config["vocab_size"])
-  return hf_to_params(state, config, source=path), config
+  return hf_to_params(state, config, source=path, shardings=shardings), config
 
 
 def save_hf(params: Mapping[str, Any], config: T5Config, path: str) -> None:

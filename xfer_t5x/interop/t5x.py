@@ -34,6 +34,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from xfer_t5x.interop import paths
+from xfer_t5x.interop import regions
 from xfer_t5x.interop import shapes as shapes_lib
 from xfer_t5x.model import scan
 from xfer_t5x.model.config import T5Config
@@ -70,20 +71,8 @@ def find_checkpoint(path: str) -> Tuple[str, str]:
       f"`{ORBAX_METADATA}`, no checkpoint_<step> folders)")
 
 
-# --- sources: a checkpoint array that can be read one region at a time --------------------------
-def _full_index(index, ndim):
-  index = tuple(index) + (slice(None),) * (ndim - len(tuple(index)))
-  return index
-
-
-class _Source:
-  shape: Tuple[int, ...]
-
-  def read(self, index) -> np.ndarray:
-    raise NotImplementedError
-
-
-class _TensorStoreSource(_Source):
+# --- TensorStore arrays ------------------------------------------------------------------------
+class _TensorStoreSource(regions.Source):
   """One zarr array, opened on first read."""
 
   def __init__(self, spec: Dict[str, Any], shape):
@@ -93,75 +82,12 @@ class _TensorStoreSource(_Source):
     if self._array is None:
       import tensorstore as ts  # pylint: disable=g-import-not-at-top
       self._array = ts.open(self.spec, open=True, read=True).result()
-    return _ts_read(self._array, _full_index(index, len(self.shape)))
+    return _ts_read(self._array, regions.full_index(index, len(self.shape)))
 
 
 def _ts_read(array, index) -> np.ndarray:
   """Reads one region (a function of its own so tests can watch which regions are read)."""
   return np.asarray(array[index].read().result())
-
-
-class _ShapeOnly(_Source):
-  """A checkpoint array's shape, for checking before anything is read."""
-
-  def __init__(self, shape):
-    self.shape = tuple(shape)
-
-
-class _InlineSource(_Source):
-  def __init__(self, value):
-    self.value = np.asarray(value)
-    self.shape = self.value.shape
-
-  def read(self, index):
-    return self.value[_full_index(index, self.value.ndim)]
-
-
-class _LayerSource(_Source):
-  """Layer `layer` of a scanned checkpoint array (layer axis 1)."""
-
-  def __init__(self, base: _Source, layer: int):
-    self.base, self.layer = base, layer
-    self.shape = scan.remove_layer_axis(base.shape)
-
-  def read(self, index):
-    index = _full_index(index, len(self.shape))
-    return self.base.read(scan.insert_layer_axis(index, self.layer))
-
-
-class _StackedSource(_Source):
-  """Unrolled checkpoint arrays `layers_0..n-1` seen as one scanned array (layer axis 1)."""
-
-  def __init__(self, parts):
-    self.parts = parts
-    self.shape = scan.insert_layer_axis(parts[0].shape, len(parts))
-
-  def read(self, index):
-    index = _full_index(index, len(self.shape))
-    rest = scan.remove_layer_axis(index)
-    layers = range(len(self.parts))[index[scan.LAYER_AXIS]]
-    return np.stack([self.parts[i].read(rest) for i in layers], axis=scan.LAYER_AXIS)
-
-
-def _to_layout(sources: Dict[str, _Source], scanned: bool) -> Dict[str, _Source]:
-  """The checkpoint's sources renamed (and re-indexed) to the model's layer layout."""
-  if scanned == scan.is_scanned(sources):
-    return dict(sources)
-  out, groups = {}, {}
-  for name, src in sources.items():
-    s, u = scan.scanned_name(name), scan.unrolled_name(name)
-    if not scanned and s:
-      for i in range(src.shape[scan.LAYER_AXIS]):
-        out[f"{s[0]}/layers_{i}/{s[1]}"] = _LayerSource(src, i)
-    elif scanned and u:
-      groups.setdefault(f"{u[0]}/layers/{u[2]}", {})[u[1]] = src
-    else:
-      out[name] = src
-  for name, by_layer in groups.items():
-    if sorted(by_layer) != list(range(len(by_layer))):
-      raise ValueError(f"checkpoint layers of {name} are not 0..n-1: {sorted(by_layer)}")
-    out[name] = _StackedSource([by_layer[i] for i in range(len(by_layer))])
-  return out
 
 
 # --- legacy layout -----------------------------------------------------------------------------
@@ -212,7 +138,7 @@ def _legacy_target(ckpt_dir: str):
   return target
 
 
-def _legacy_sources(ckpt_dir: str) -> Dict[str, _Source]:
+def _legacy_sources(ckpt_dir: str) -> Dict[str, regions.Source]:
   sources = {}
   for name, leaf in _flatten_specs(_legacy_target(ckpt_dir)).items():
     if _is_ts_spec(leaf):
@@ -223,7 +149,7 @@ def _legacy_sources(ckpt_dir: str) -> Dict[str, _Source]:
         shape = ts.open(spec, open=True).result().shape
       sources[name] = _TensorStoreSource(spec, shape)
     else:
-      sources[name] = _InlineSource(leaf)
+      sources[name] = regions.InlineSource(leaf)
   return sources
 
 
@@ -234,25 +160,6 @@ def _refuse_scalable_t5(names, ckpt_dir):
         "keeps a relative-position table per layer and 3-D attention kernels, so it is not this "
         "model; export it unscanned from T5X (scan_layers=False) or start from the public mT5 "
         "checkpoints")
-
-
-def _materialise(sources: Dict[str, _Source], shardings: Optional[Mapping[str, Any]], dtype):
-  import jax  # pylint: disable=g-import-not-at-top
-  out = {}
-  for name, src in sources.items():
-    if shardings is None:
-      out[name] = np.asarray(src.read(()), dtype=dtype)
-      continue
-    cache = {}
-
-    def callback(index, src=src, cache=cache):
-      key = tuple((s.start, s.stop, s.step) if isinstance(s, slice) else s for s in index)
-      if key not in cache:  # replicated devices ask for the same region
-        cache[key] = np.asarray(src.read(index), dtype=dtype)
-      return cache[key]
-
-    out[name] = jax.make_array_from_callback(src.shape, shardings[name], callback)
-  return out
 
 
 # --- Orbax layout ------------------------------------------------------------------------------
@@ -356,17 +263,17 @@ def load_t5x_checkpoint(path: str, config: T5Config, shardings: Optional[Mapping
   if kind == "legacy":
     sources = _legacy_sources(ckpt_dir)
     _refuse_scalable_t5(sources, ckpt_dir)
-    sources = _to_layout(sources, config.scan_layers)
+    sources = regions.to_layout(sources, config.scan_layers)
     shapes_lib.check_shapes({k: v.shape for k, v in sources.items()}, expected, ckpt_dir, config)
     logging.info("restoring %d arrays from T5X checkpoint %s", len(sources), ckpt_dir)
-    return scan.unflatten(_materialise(sources, flat_shardings, dtype))
+    return scan.unflatten(regions.materialise(sources, flat_shardings, dtype))
 
   prefix, tree = _orbax_params_tree(ckpt_dir)
   ckpt_shapes = {k: tuple(v.shape) for k, v in scan.flatten(tree).items()}
   _refuse_scalable_t5(ckpt_shapes, ckpt_dir)
   ckpt_scanned = scan.is_scanned(ckpt_shapes)
   found = {k: tuple(v.shape) for k, v in
-           _to_layout({k: _ShapeOnly(s) for k, s in ckpt_shapes.items()},
+           regions.to_layout({k: regions.ShapeOnly(s) for k, s in ckpt_shapes.items()},
                       config.scan_layers).items()}
   shapes_lib.check_shapes(found, expected, ckpt_dir, config)
   same_layout = ckpt_scanned == config.scan_layers
