@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 MAX_LOCATIONS = 5
 MAX_BAD_FRACTION = 0.01
@@ -56,6 +56,7 @@ class FileReport:
   locations: List[str] = dataclasses.field(default_factory=list)  # first `path:line: reason`
   reasons: Dict[str, int] = dataclasses.field(default_factory=dict)
   sha256: str = ""
+  byte_range: str = ""     # "start-end" when this host read only the lines beginning there
 
   def as_dict(self):
     return dataclasses.asdict(self)
@@ -72,10 +73,32 @@ class FileCounter:
   source calls `kept(n)` with the number of examples the file gave and then `finish()`.
   """
 
-  def __init__(self, path: str, task: str = "", split: str = "", expected_format: str = ""):
-    self.report = FileReport(task=task, split=split, path=str(path))
+  def __init__(self, path: str, task: str = "", split: str = "", expected_format: str = "",
+               byte_range: Optional[Tuple[int, int]] = None):
+    self.report = FileReport(task=task, split=split, path=str(path),
+                             byte_range=f"{byte_range[0]}-{byte_range[1]}" if byte_range else "")
     self.expected_format = expected_format
     self._hash = hashlib.sha256()
+    self._range = None  # (path, start byte, header lines) when line numbers count from a range
+    self._first_line = None
+
+  def in_range(self, path: str, start: int, header_lines: int = 0):
+    """Line numbers given to this counter count from the first line beginning at byte `start`
+    (after `header_lines` header lines, which keep their own numbers)."""
+    self._range = (path, start, header_lines)
+
+  def line_in_file(self, line: Optional[int]) -> Optional[int]:
+    """The file's own number of a line this counter was given (counted only for a message)."""
+    if line is None or self._range is None:
+      return line
+    path, start, header = self._range
+    if line <= header:
+      return line
+    if self._first_line is None:
+      from xfer_t5x.tasks.sources import files  # pylint: disable=g-import-not-at-top
+      # The range's first line begins after the first newline at or after byte start - 1.
+      self._first_line = files.count_lines_before(path, start - 1) + 2
+    return self._first_line + line - header - 1
 
   def update_hash(self, data: bytes):
     self._hash.update(data)
@@ -95,11 +118,12 @@ class FileCounter:
     self.report.malformed += 1
     self.report.reasons[why] = self.report.reasons.get(why, 0) + 1
     if len(self.report.locations) < MAX_LOCATIONS:
+      line = self.line_in_file(line)
       where = f"{self.report.path}:{line}" if line else self.report.path
       self.report.locations.append(f"{where}: {why}")
 
   def format_error(self, line: Optional[int], detail: str = "") -> FormatError:
-    return FormatError(self.report.path, line, self.expected_format or "its documented format",
+    return FormatError(self.report.path, self.line_in_file(line), self.expected_format or "its documented format",
                        detail)
 
   def finish(self) -> FileReport:
@@ -107,18 +131,18 @@ class FileCounter:
     r = self.report
     r.sha256 = self._hash.hexdigest()
     with _LOCK:
-      key = (r.task, r.split, r.path)
+      key = (r.task, r.split, r.path, r.byte_range)
       first_time = key not in _REPORTS
       _REPORTS[key] = r
     if r.malformed or r.unlabeled:
       if first_time:
         logging.warning(
-            "%s [%s/%s]: kept %d of %d rows; %d unlabeled (filtered), %d malformed (skipped)%s",
-            r.path, r.task, r.split, r.kept, r.rows, r.unlabeled, r.malformed,
+            "%s%s [%s/%s]: kept %d of %d rows; %d unlabeled (filtered), %d malformed (skipped)%s",
+            r.path, f" (bytes {r.byte_range})" if r.byte_range else "", r.task, r.split, r.kept, r.rows, r.unlabeled, r.malformed,
             ("; first: " + "; ".join(r.locations)) if r.locations else "")
     if r.rows and r.malformed / r.rows > MAX_BAD_FRACTION:
       raise TooManyBadRowsError(
-          f"{r.path}: {r.malformed} of {r.rows} rows ({100.0 * r.malformed / r.rows:.1f}%) break "
+          f"{r.path}{f' (bytes {r.byte_range})' if r.byte_range else ''}: {r.malformed} of {r.rows} rows ({100.0 * r.malformed / r.rows:.1f}%) break "
           f"the {self.expected_format or 'expected'} format, more than the "
           f"{100 * MAX_BAD_FRACTION:.0f}% allowed; first: " + "; ".join(r.locations) +
           ". Fix or remove those rows, or check that the file is the dataset's released format.")

@@ -6,12 +6,12 @@ first, XTREME's download layout after). `{lang}` and `{lang3}` (Tatoeba's three-
 are filled per language. A `data_dirs={dataset: folder}` binding points one dataset elsewhere.
 """
 import dataclasses
-import os
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from xfer_t5x.tasks import catalog
 from xfer_t5x.tasks.sources import base
 from xfer_t5x.tasks.sources import classification as cls
+from xfer_t5x.tasks.sources import files
 from xfer_t5x.tasks.sources import multiple_choice as mc
 from xfer_t5x.tasks.sources import retrieval as ret
 from xfer_t5x.tasks.sources import squad
@@ -172,11 +172,11 @@ class DataConfig:
       raise FileNotFoundError(
           f"dataset {dataset!r} is read from files but no data dir is set: pass data_dir to "
           "register_tasks (gin: register_tasks.data_dir) or data_dirs={...}")
-    root = os.path.expanduser(self.data_dir)
+    root = files.expand(self.data_dir)
     for name in layout.folders:
-      if os.path.isdir(os.path.join(root, name)):
-        return os.path.join(root, name)
-    return os.path.join(root, layout.folders[0])
+      if files.isdir(files.join(root, name)):
+        return files.join(root, name)
+    return files.join(root, layout.folders[0])
 
 
 def file_parts(cfg: DataConfig, dataset: str, split: str, lang: Optional[str] = None,

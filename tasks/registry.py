@@ -15,7 +15,6 @@ it, and its `TaskInfo` (mode, target, language, eval split, template, metrics, s
 import dataclasses
 import functools
 import logging
-import os
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import seqio
@@ -28,6 +27,7 @@ from xfer_t5x.tasks import rank_classification
 from xfer_t5x.tasks import templates as templates_lib
 from xfer_t5x.tasks.sources import base as sources_base
 from xfer_t5x.tasks.sources import common as sources_common
+from xfer_t5x.tasks.sources import files as files_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +152,7 @@ def jsonl_source(name: str, files: Mapping[str, Union[str, Sequence[str]]],
   splits = {}
   for split, paths in files.items():
     paths = [paths] if isinstance(paths, str) else list(paths)
-    paths = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+    paths = [files_lib.expand(p) for p in paths]
     splits[split] = [sources_base.Part.of(p, sources_common.read_schema_jsonl,
                                           "JSON lines with fields " + ", ".join(schema),
                                           schema=tuple(schema.items())) for p in paths]

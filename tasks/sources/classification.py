@@ -8,7 +8,7 @@ Schemas: NLI rows are {id, premise, hypothesis, label} with label one of NLI_LAB
 label} with positive / negative.
 """
 from xfer_t5x.tasks.sources import common
-from xfer_t5x.tasks.sources.base import STRING
+from xfer_t5x.tasks.sources.base import STRING, line_records
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")  # one order for MNLI, XNLI, ANLI, SNLI
 QQP_LABELS = ("not_duplicate", "duplicate")
@@ -38,6 +38,7 @@ def _nli_row(counter, line_no, rid, premise, hypothesis, label, labeled):
   return {"id": str(rid), "premise": premise, "hypothesis": hypothesis, "label": label}
 
 
+@line_records(1)
 def read_glue_mnli(f, counter, labeled=True):
   """GLUE MNLI `train.tsv` / `dev_matched.tsv` (sentence1, sentence2, gold_label, pairID).
 
@@ -53,6 +54,7 @@ def read_glue_mnli(f, counter, labeled=True):
       yield out
 
 
+@line_records(1)
 def read_xnli_tsv(f, counter, lang):
   """XNLI 1.0 `xnli.{dev,test}.tsv`: keeps the rows whose `language` column is `lang`."""
   for line_no, row in common.tsv_rows(
@@ -65,6 +67,7 @@ def read_xnli_tsv(f, counter, lang):
       yield out
 
 
+@line_records()
 def read_anli_jsonl(f, counter):
   """ANLI v1.0 `R{1,2,3}/{train,dev,test}.jsonl` (uid, context, hypothesis, label e/n/c)."""
   for line_no, obj in common.jsonl_rows(f, counter):
@@ -78,6 +81,7 @@ def read_anli_jsonl(f, counter):
       yield out
 
 
+@line_records()
 def read_snli_jsonl(f, counter):
   """SNLI 1.0 `snli_1.0_{train,dev,test}.jsonl` (sentence1, sentence2, gold_label).
 
@@ -96,6 +100,7 @@ def read_snli_jsonl(f, counter):
       yield out
 
 
+@line_records(1)
 def read_glue_qqp(f, counter):
   """GLUE QQP `train.tsv` / `dev.tsv` (id, question1, question2, is_duplicate)."""
   for line_no, row in common.tsv_rows(f, counter, ["question1", "question2", "is_duplicate"],

@@ -10,7 +10,7 @@ import json
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 from xfer_t5x.tasks.data_report import FileCounter
-from xfer_t5x.tasks.sources.base import FileText
+from xfer_t5x.tasks.sources.base import FileText, line_records
 
 
 def jsonl_rows(f: FileText, counter: FileCounter) -> Iterator[Tuple[int, Dict[str, Any]]]:
@@ -122,6 +122,7 @@ def text_of(row: Dict[str, Any], key: str) -> Optional[str]:
   return v or None
 
 
+@line_records()
 def read_schema_jsonl(f: FileText, counter: FileCounter, schema):
   """JSON lines whose objects carry a schema's fields (user-supplied data, e.g. translations).
 

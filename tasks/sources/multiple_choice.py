@@ -8,7 +8,8 @@ labels (HellaSwag test, CommonsenseQA test, Cosmos QA test) are counted as unlab
 import os
 
 from xfer_t5x.tasks.sources import common
-from xfer_t5x.tasks.sources.base import INT, STRING, STRINGS
+from xfer_t5x.tasks.sources import files
+from xfer_t5x.tasks.sources.base import INT, STRING, STRINGS, line_records
 
 MC_SCHEMA = {"id": STRING, "context": STRING, "question": STRING, "choices": STRINGS, "label": INT}
 
@@ -68,9 +69,8 @@ def read_siqa_jsonl(f, counter, labels_file=None):
   stem = os.path.splitext(f.path)[0]
   labels_path = labels_file or f"{stem}-labels.lst"
   labels = None
-  if os.path.exists(labels_path):
-    with open(labels_path, "rb") as lf:
-      data = lf.read()
+  if files.exists(labels_path):
+    data = files.read_bytes(labels_path)
     counter.update_hash(data)
     labels = [line.strip() for line in data.decode("utf-8").splitlines()]
   for i, (line_no, obj) in enumerate(common.jsonl_rows(f, counter)):
@@ -97,6 +97,7 @@ def read_siqa_jsonl(f, counter, labels_file=None):
            "label": label - 1}
 
 
+@line_records()
 def read_hellaswag_jsonl(f, counter):
   """HellaSwag `hellaswag_{train,val,test}.jsonl` (ctx, endings, label; test has no label)."""
   for line_no, obj in common.jsonl_rows(f, counter):
@@ -123,6 +124,7 @@ def read_hellaswag_jsonl(f, counter):
            "label": label}
 
 
+@line_records()
 def read_commonsenseqa_jsonl(f, counter):
   """CommonsenseQA `{train,dev}_rand_split.jsonl` (question.stem, question.choices, answerKey)."""
   for line_no, obj in common.jsonl_rows(f, counter):

@@ -13,6 +13,7 @@ import os
 import re
 
 from xfer_t5x.tasks.sources import common
+from xfer_t5x.tasks.sources import files
 from xfer_t5x.tasks.sources.base import STRING, STRINGS
 
 RETRIEVAL_SCHEMA = {"id": STRING, "text": STRING, "context": STRING, "gold": STRINGS,
@@ -24,10 +25,9 @@ RETRIEVAL_SCHEMA = {"id": STRING, "text": STRING, "context": STRING, "gold": STR
 def _tatoeba_pairs(f, counter, lang3):
   """Aligned (line, xx sentence, English sentence) from tatoeba.<xxx>-eng.<xxx> and .eng."""
   eng_path = f"{f.path[:-len(lang3)]}eng" if f.path.endswith(f".{lang3}") else None
-  if not eng_path or not os.path.exists(eng_path):
+  if not eng_path or not files.exists(eng_path):
     raise counter.format_error(None, f"the English side {eng_path or '<name>.eng'} is missing")
-  with open(eng_path, "rb") as ef:
-    eng_data = ef.read()
+  eng_data = files.read_bytes(eng_path)
   counter.update_hash(eng_data)
   eng = eng_data.decode("utf-8").split("\n")
   xx = [line for _, line in f.lines()]
@@ -67,8 +67,7 @@ def _lareqa_file(path, counter, data=None):
   """(language, {question id: answer-sentence candidate id}, questions, candidates) of a file."""
   lang = os.path.splitext(os.path.basename(path))[0]
   if data is None:
-    with open(path, "rb") as fh:
-      data = fh.read()
+    data = files.read_bytes(path)
     counter.update_hash(data)
   try:
     doc = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
@@ -112,7 +111,7 @@ def read_lareqa_queries(f, counter, lang, pool_langs):
     path = os.path.join(folder, f"{other}.json")
     if other == lang:
       answer_maps.append(own_map)
-    elif os.path.exists(path):
+    elif files.exists(path):
       answer_maps.append(_lareqa_file(path, counter)[1])
   for qid, question, own in questions:
     if not qid or not question:
@@ -166,10 +165,9 @@ def read_mewslix_mentions(f, counter, lang, labels_file=None):
     folder, name = os.path.split(f.path)
     candidate = os.path.join(os.path.dirname(folder), "wikinews_labels",
                              os.path.splitext(name)[0] + ".json")
-    labels_file = candidate if os.path.exists(candidate) else None
+    labels_file = candidate if files.exists(candidate) else None
   if labels_file:
-    with open(labels_file, "rb") as lf:
-      raw = lf.read()
+    raw = files.read_bytes(labels_file)
     counter.update_hash(raw)
     labels = {k: v[0] for k, v in json.loads(raw.decode("utf-8")).items() if v}
   for line_no, obj in common.jsonl_rows(f, counter):
