@@ -1,6 +1,8 @@
 """The grid runner end to end on a tiny grid: results with provenance, exactly once; nothing
 redone; a failing phase keeps what earlier runs wrote; a grid killed (SIGKILL) in the middle of a
-run and restarted ends with the same results as an uninterrupted one (bitwise: same topology).
+run and restarted ends with the same results as an uninterrupted one (bitwise: same topology);
+an evaluation's completion killed at each of its boundaries loses no result and records none
+twice.
 
 The grid: mt5_tiny, intermediate none and sst2, target xnli in en and de. Phases: the sst2
 intermediate phase (16 steps), two xnli_train stages (6 steps), two evaluations.
@@ -9,9 +11,12 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 
 import gin
@@ -299,3 +304,100 @@ def test_sigterm_stops_the_grid_cleanly(demo_workspace, tmp_path):
   statuses = grid.phase_statuses(_plan(demo_workspace, root))
   assert statuses["tinygrid/tiny/seed0/sst2/intermediate"] == "interrupted"
   assert [s for s in statuses.values() if s != "pending"] == ["interrupted"]
+
+
+# --- the evaluate phase's completion, killed at each boundary ---------------------------------
+# Boundaries, in order: the rows built but nothing written; the rows in the results DB but the
+# phase not done; the phase done (its rows in the state DB) and nothing after. A fourth case is a
+# state DB written before rows travelled with the phase's completion: done, no rows anywhere.
+# Each case starts from a copy of the uninterrupted grid's folder with its evaluations undone,
+# so only the evaluations run again; the kill is os._exit (no cleanup, as SIGKILL).
+KILLING = textwrap.dedent("""
+    import os, sys
+    from xfer_t5x import results as results_lib
+    from xfer_t5x.experiments import state as state_lib
+
+    point = sys.argv[1]
+    record_run, finish = results_lib.ResultsDB.record_run, state_lib.StateStore.finish
+
+    def killing_record_run(self, rows):
+      if point == "rows built":
+        os._exit(137)
+      out = record_run(self, rows)
+      if point == "rows recorded":
+        os._exit(137)
+      return out
+
+    def killing_finish(self, phase_id, *args, **kwargs):
+      finish(self, phase_id, *args, **kwargs)
+      if point == "phase done" and self.get(phase_id)["kind"] == "evaluate":
+        os._exit(137)
+
+    results_lib.ResultsDB.record_run = killing_record_run
+    state_lib.StateStore.finish = killing_finish
+    from xfer_t5x import cli
+    sys.exit(cli.main(sys.argv[2:]))
+""")
+
+
+def _with_evaluations_undone(ref_plan, ws, root):
+  shutil.copytree(ref_plan.root_dir, root)
+  plan = _plan_at(ws, root)
+  (root / "results.sqlite").unlink()
+  with sqlite3.connect(plan.state_dir + "/state.sqlite") as conn:
+    conn.execute("DELETE FROM phases WHERE kind = 'evaluate'")
+  return plan
+
+
+def _plan_at(ws, root):
+  plan = _plan(ws, root)
+  gin.clear_config()
+  return plan
+
+
+def _assert_same_results(plan, ref_plan):
+  got, want = _results(plan.results_db), _results(ref_plan.results_db)
+  assert len(got) == len(want) == len(_by_key(got))  # every result exactly once
+  got_k, want_k = _by_key(got), _by_key(want)
+  assert got_k.keys() == want_k.keys()
+  for k in want_k:
+    assert got_k[k]["value"] == want_k[k]["value"], k
+    assert got_k[k]["step"] == want_k[k]["step"], k
+
+
+@pytest.mark.parametrize("point", ["rows built", "rows recorded", "phase done"])
+def test_kill_at_each_boundary_then_restart(point, done_grid, demo_workspace, tmp_path):
+  ref_plan, _ = done_grid
+  root = tmp_path / "grid"
+  plan = _with_evaluations_undone(ref_plan, demo_workspace, root)
+  args = ["grid", "run", *_cli_args(demo_workspace, root)]
+  killed = subprocess.run([sys.executable, "-c", KILLING, point, *args], env=_env(),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+  assert killed.returncode == 137, killed.stdout[-3000:] + killed.stderr[-3000:]
+  statuses = grid.phase_statuses(plan)
+  gin.clear_config()
+  evals = [p.phase_id for p in plan.phases if p.kind == "evaluate"]
+  assert (statuses[evals[0]] == "done") == (point == "phase done"), statuses
+
+  again = subprocess.run([sys.executable, "-m", "xfer_t5x", *args], env=_env(), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert all(s == "done" for s in grid.phase_statuses(plan).values())
+  gin.clear_config()
+  _assert_same_results(plan, ref_plan)
+
+
+def test_done_evaluation_without_rows_runs_again(done_grid, demo_workspace, tmp_path):
+  ref_plan, _ = done_grid
+  root = tmp_path / "grid"
+  shutil.copytree(ref_plan.root_dir, root)
+  plan = _plan_at(demo_workspace, root)
+  (root / "results.sqlite").unlink()
+  with sqlite3.connect(plan.state_dir + "/state.sqlite") as conn:  # the old defect's state
+    conn.execute("UPDATE phases SET result = NULL WHERE kind = 'evaluate'")
+  out = subprocess.run([sys.executable, "-m", "xfer_t5x", "grid", "run",
+                        *_cli_args(demo_workspace, root)], env=_env(), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  assert "done without their results" in out.stdout, out.stdout[-3000:]
+  _assert_same_results(plan, ref_plan)

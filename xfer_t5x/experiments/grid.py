@@ -84,6 +84,7 @@ class GridReport:
   blocked: List[str] = dataclasses.field(default_factory=list)    # a dependency is not done
   recorded: List[str] = dataclasses.field(default_factory=list)   # runs written to the table
   changed: List[str] = dataclasses.field(default_factory=list)    # done, config changed since
+  rebuilt: List[str] = dataclasses.field(default_factory=list)    # done without rows: run again
   preempted: Optional[str] = None
   seconds: float = 0.0
 
@@ -212,12 +213,22 @@ def _sort_done(plan, store, db, search_paths, report) -> List[exp_lib.Phase]:
     if not (row and row["status"] == "done"):
       todo.append(phase)
       continue
+    runs = by_eval.get(phase.phase_id, [])
+    by_run: Dict[str, List[dict]] = {}
+    for r in row.get("result") or []:
+      by_run.setdefault(r["run_id"], []).append(r)
+    if any(run.run_id not in by_run for run in runs):
+      # Done without its rows (a state written before rows travelled with completion): the
+      # evaluation runs again from its checkpoint.
+      todo.append(phase)
+      report.rebuilt.append(phase.phase_id)
+      continue
     report.skipped.append(phase.phase_id)
     if row["config_sha256"] != phases_lib.config_hash(phase, search_paths):
       report.changed.append(phase.phase_id)
-    for run in by_eval.get(phase.phase_id, []):
-      if run.run_id not in recorded and row.get("result"):
-        db.record_run(row["result"])
+    for run in runs:
+      if run.run_id not in recorded:
+        db.record_run(by_run[run.run_id])
         report.recorded.append(run.run_id)
   return todo
 
@@ -237,13 +248,16 @@ def _execute(plan, phase, store, db, search_paths, report, log) -> bool:
         phase.phase_id, outcome.step)
     return False
   if phase.kind == "evaluate":
+    # The rows are durable before the phase is done, and the phase's completion carries them:
+    # a kill before `finish` runs the evaluation again (its rows replace these); a kill after it
+    # leaves rows in the state DB that `_sort_done` records if the results DB lacks them.
+    runs = _runs_by_eval_phase(plan)[phase.phase_id]
+    rows = [_rows_for_run(plan, run, store, outcome) for run in runs]
+    for run_rows in rows:
+      db.record_run(run_rows)       # one transaction: the run's rows replace any earlier ones
     store.finish(phase.phase_id, outcome.checkpoint, outcome.step, outcome.data_version,
-                 n_params=outcome.n_params)
-    for run in _runs_by_eval_phase(plan)[phase.phase_id]:
-      rows = _rows_for_run(plan, run, store, outcome)
-      db.record_run(rows)           # one transaction: the run's rows replace any earlier ones
-      store.set_result(phase.phase_id, rows)
-      report.recorded.append(run.run_id)
+                 n_params=outcome.n_params, result=[r for run_rows in rows for r in run_rows])
+    report.recorded.extend(run.run_id for run in runs)
   else:
     store.finish(phase.phase_id, outcome.checkpoint, outcome.step, outcome.data_version)
   report.ran.append(phase.phase_id)
@@ -255,6 +269,10 @@ def _run_grid(plan, search_paths, retry_failed, log, report, stop):
   with state_lib.GridLock(plan.state_dir), state_lib.StateStore(plan.state_dir) as store, \
       results_lib.ResultsDB(plan.results_db) as db:
     todo = _sort_done(plan, store, db, search_paths, report)
+    if report.rebuilt:
+      log("note: %d evaluation(s) were marked done without their results (a state written by an "
+          "older version); they run again from their checkpoints (first: %s)",
+          len(report.rebuilt), report.rebuilt[0])
     if report.changed:
       log("note: %d done phase(s) have a different config now than when they ran (first: %s); "
           "they are kept as they are. Use a new experiment name to run the changed config.",

@@ -170,16 +170,13 @@ class StateStore:
 
   def finish(self, phase_id: str, checkpoint: str, step: int, data_version: str,
              n_params: Optional[int] = None, result: Optional[list] = None) -> None:
-    """Marks a phase done with what it produced."""
+    """Marks a phase done with what it produced (an evaluation's results rows in `result`: one
+    statement, so the phase is never done without them)."""
     self._conn.execute(
         "UPDATE phases SET status = 'done', checkpoint = ?, step = ?, data_version = ?, "
         "n_params = ?, result = ?, finished_at = ?, pid = NULL WHERE phase_id = ?",
         (checkpoint, int(step), data_version, n_params,
          None if result is None else json.dumps(result), now(), phase_id))
-
-  def set_result(self, phase_id: str, result: list) -> None:
-    self._conn.execute("UPDATE phases SET result = ? WHERE phase_id = ?",
-                       (json.dumps(result), phase_id))
 
   def fail(self, phase_id: str, error: str) -> None:
     self._conn.execute("UPDATE phases SET status = 'failed', error = ?, pid = NULL, "
