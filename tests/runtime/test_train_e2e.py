@@ -159,3 +159,33 @@ def test_finetune_starts_from_a_t5x_checkpoint(demo_workspace, tmp_path):
     rms = float(np.sqrt(np.mean(want[k] ** 2)))
     change = float(np.max(np.abs(got[k] - want[k])))
     assert change <= 2e-3 * max(rms, 1e-3) + 1e-7, (k, change, rms)
+
+
+@pytest.mark.parametrize("damaged", ["array", "state/_METADATA", "extra/metadata"])
+def test_damaged_latest_checkpoint_is_moved_aside_and_the_previous_one_resumes(
+    demo_workspace, uninterrupted, tmp_path, damaged):
+  import shutil  # pylint: disable=g-import-not-at-top
+  ref_dir, _ = uninterrupted
+  model_dir = tmp_path / "model"
+  shutil.copytree(ref_dir, model_dir)
+  last = model_dir / f"checkpoint_{STEPS}"
+  if damaged == "array":  # the largest OCDBT data file: where the parameters' bytes are
+    target = max((last / "state").glob("ocdbt.process_0/d/*"), key=lambda p: p.stat().st_size)
+  else:
+    target = last / damaged
+  with open(target, "r+b") as f:
+    f.truncate(target.stat().st_size // 2)
+
+  proc = _run(_cmd(demo_workspace, model_dir), cwd=tmp_path)
+  out = proc.stdout
+  assert f"checkpoint {last} cannot be read" in out, out[-3000:]
+  named = "state/ (the array files)" if damaged == "array" else damaged
+  assert named in out
+  moved = model_dir / "corrupt" / f"checkpoint_{STEPS}-0"
+  assert f"Moved it to {moved}" in out and moved.is_dir()       # kept, not deleted
+  assert target.name in {p.name for p in moved.rglob("*")}
+  assert f"resumed from {model_dir}/checkpoint_{STEPS - PERIOD}" in out
+  got, want = _params(model_dir, STEPS), _params(ref_dir, STEPS)
+  assert got.keys() == want.keys()
+  for k in want:
+    assert np.array_equal(got[k], want[k]), k

@@ -17,6 +17,7 @@ start.
 
 Every process calls every method (multi-host): Orbax coordinates the writes.
 """
+import json
 import logging
 import os
 import signal
@@ -24,10 +25,10 @@ import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from xfer_t5x.runtime import distributed
 from xfer_t5x.runtime import input_checkpoint
 
 STEP_PREFIX = "checkpoint"
@@ -44,6 +45,18 @@ LIKELY_CAUSE = (
 
 class CheckpointMismatchError(ValueError):
   """The checkpoint's variables do not match the model's (names or shapes)."""
+
+
+class CorruptCheckpointError(ValueError):
+  """A complete-looking checkpoint that cannot be read (a truncated or damaged file)."""
+
+  def __init__(self, checkpoint: str, file: str, detail: str):
+    super().__init__(f"checkpoint {checkpoint} cannot be read: {file}: {detail}")
+    self.checkpoint, self.file, self.detail = checkpoint, file, detail
+
+
+# The JSON files of a step folder (Orbax's metadata and the extra item).
+_JSON_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA", "state/_sharding", "extra/metadata")
 
 
 def as_path(model_dir) -> epath.Path:
@@ -259,6 +272,7 @@ class Checkpointer:
     Raises:
       FileNotFoundError: no complete checkpoint (at that step).
       CheckpointMismatchError: the checkpoint's variables or shapes differ from the model's.
+      CorruptCheckpointError: a file of the checkpoint cannot be read (named in the message).
     """
     if step is None:
       step = self.latest_step()
@@ -268,15 +282,62 @@ class Checkpointer:
       raise FileNotFoundError(
           f"no complete checkpoint {checkpoint_dir(self.model_dir, step)}; complete ones are "
           f"at steps {self.all_steps()}")
-    compare_trees(self.saved_shapes(step), flat_shapes(abstract_state),
-                  str(checkpoint_dir(self.model_dir, step)), partial=partial)
+    where = str(checkpoint_dir(self.model_dir, step))
+    self.validate(step)
+    try:
+      saved = self.saved_shapes(step)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CorruptCheckpointError(where, f"{STATE_ITEM}/ metadata", _root_cause(e)) from e
+    compare_trees(saved, flat_shapes(abstract_state), where, partial=partial)
     state_args = ocp.args.PyTreeRestore(
         item=abstract_state,
         restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
         partial_restore=partial)
-    restored = self._manager.restore(step, args=ocp.args.Composite(**{
-        STATE_ITEM: state_args, EXTRA_ITEM: ocp.args.JsonRestore()}))
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(**{
+          STATE_ITEM: state_args, EXTRA_ITEM: ocp.args.JsonRestore()}))
+    except Exception as e:  # pylint: disable=broad-except
+      # TensorStore names the OCDBT database and the array that could not be read.
+      raise CorruptCheckpointError(where, f"{STATE_ITEM}/ (the array files)",
+                                   _root_cause(e)) from e
     return restored[STATE_ITEM], dict(restored[EXTRA_ITEM] or {})
+
+  def validate(self, step: int) -> None:
+    """Raises CorruptCheckpointError naming the first of the step folder's JSON files that does
+    not parse (the arrays are checked by reading them)."""
+    d = checkpoint_dir(self.model_dir, step)
+    for name in _JSON_FILES:
+      path = d / name
+      if not path.exists():
+        continue
+      try:
+        json.loads(path.read_text())
+      except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptCheckpointError(str(d), name, f"not valid JSON ({e})") from e
+
+  def move_aside(self, step: int) -> str:
+    """Moves checkpoint `step` to `<model_dir>/corrupt/checkpoint_<step>-<n>` (never deletes);
+    returns the new path. Call it on the primary process only, then sync."""
+    src = checkpoint_dir(self.model_dir, step)
+    folder = self.model_dir / "corrupt"
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 0
+    while (folder / f"{src.name}-{n}").exists():
+      n += 1
+    dst = folder / f"{src.name}-{n}"
+    src.rename(dst)
+    return str(dst)
+
+  def reload(self) -> None:
+    """Forgets what the manager knew of the folder (after a checkpoint was moved away)."""
+    self._manager.reload()
+
+
+def _root_cause(e: BaseException) -> str:
+  """The innermost message of an exception chain (TensorStore's, under Orbax's wrappers)."""
+  while e.__cause__ is not None or (e.__context__ is not None and not e.__suppress_context__):
+    e = e.__cause__ or e.__context__
+  return str(e).strip().splitlines()[0][:500] if str(e).strip() else type(e).__name__
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,9 +411,7 @@ class PreemptionFlag:
     if self._agreed:
       return True
     if self._gather:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      flags = multihost_utils.process_allgather(np.int32(self._event.is_set()))
-      self._agreed = bool(np.any(flags))
+      self._agreed = distributed.any_process(self._event.is_set())
     elif self._event.is_set():
       self._agreed = True
     elif self._use_sync_point and step is not None:

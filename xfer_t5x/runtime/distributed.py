@@ -68,3 +68,19 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
       logging.info("jax.distributed not started (%s): running as a single process", e)
   _initialized = True
   _log_processes()
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process if `flag` is True on any (every process must call it)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
+
+
+def sync(name: str) -> None:
+  """Waits until every process reaches this point (a no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)

@@ -66,6 +66,31 @@ def _summarize(sums: Mapping[str, float], elapsed: float, steps: int, batch_toke
   return out
 
 
+def _restore_latest_readable(checkpointer: ckpt_lib.Checkpointer, abstract):
+  """(step, state, extra) of the latest checkpoint that reads, or (None, None, None).
+
+  A damaged latest checkpoint (a truncated array or metadata file) is moved to
+  `<model_dir>/corrupt/` (never deleted), saying which file, and the one before it is tried.
+  Every process takes the same decision: the failures are gathered before anything moves.
+  """
+  while True:
+    latest = checkpointer.latest_step()
+    if latest is None:
+      return None, None, None
+    error = None
+    try:
+      state, extra = checkpointer.restore(latest, abstract)
+    except ckpt_lib.CorruptCheckpointError as e:
+      error = e
+    if not distributed.any_process(error is not None):
+      return latest, state, extra
+    moved = checkpointer.move_aside(latest) if jax.process_index() == 0 else None
+    distributed.sync(f"corrupt_checkpoint_{latest}")
+    checkpointer.reload()
+    log("%s. Moved it to %s (nothing is deleted); resuming from the previous complete checkpoint",
+        error or f"checkpoint_{latest} cannot be read on another process", moved)
+
+
 @gin.configurable
 def train(model_dir: str = gin.REQUIRED,
           mixture_or_task_name: str = gin.REQUIRED,
@@ -111,10 +136,9 @@ def train(model_dir: str = gin.REQUIRED,
   checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
                                        async_save=async_checkpointing)
   abstract = ts.abstract_state(model, optimizer, partitioner)
-  latest = checkpointer.latest_step()
+  latest, state, extra = _restore_latest_readable(checkpointer, abstract)
   data_state = None
   if latest is not None:
-    state, extra = checkpointer.restore(latest, abstract)
     data_state = (extra or {}).get("data")
     log("resumed from %s/checkpoint_%d", model_dir, latest)
   elif initial_checkpoint:
