@@ -32,6 +32,8 @@ def atomic_open(path, mode: str = "w"):
   os.makedirs(parent, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
   try:
+    # mkstemp makes the file 0600; give it the mode `open` would (0666 less the umask).
+    os.chmod(tmp, 0o666 & ~_umask())
     with os.fdopen(fd, mode, **kw) as f:
       yield f
     os.replace(tmp, os.path.expanduser(path))
@@ -45,3 +47,17 @@ def atomic_write(path, data: Union[str, bytes]) -> None:
   """Replaces `path` with `data` (text or bytes) atomically."""
   with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
     f.write(data)
+
+
+def _umask() -> int:
+  """The process's umask (read from /proc where it can be, without changing it)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except OSError:
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
