@@ -54,6 +54,9 @@ def build_parser(argv):
 
 def main(argv=None):
   argv = list(sys.argv[1:] if argv is None else argv)
+  if argv[:1] == ["train"]:  # a preemption during the imports and setup still exits cleanly
+    from xfer_t5x.runtime import early_sigterm  # pylint: disable=g-import-not-at-top
+    early_sigterm.install()
   from xfer_t5x.runtime import gin_utils  # pylint: disable=g-import-not-at-top
   rest, bindings = gin_utils.extract_gin_bindings(argv)
   parser = build_parser(rest)

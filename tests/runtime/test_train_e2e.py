@@ -189,3 +189,32 @@ def test_damaged_latest_checkpoint_is_moved_aside_and_the_previous_one_resumes(
   assert got.keys() == want.keys()
   for k in want:
     assert np.array_equal(got[k], want[k]), k
+
+
+def _catches_sigterm(pid) -> bool:
+  """Whether the process has a SIGTERM handler (Linux: the SigCgt mask of /proc/<pid>/status)."""
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      for line in f:
+        if line.startswith("SigCgt:"):
+          return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+  except OSError:
+    pass
+  return False
+
+
+def test_sigterm_during_setup_exits_cleanly_before_the_first_step(demo_workspace, tmp_path):
+  if not os.path.exists("/proc/self/status"):
+    pytest.skip("needs /proc to see when the handler is in place")
+  model_dir = tmp_path / "model"
+  proc = subprocess.Popen(_cmd(demo_workspace, model_dir), env=_env(), cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  t = time.time()
+  while not _catches_sigterm(proc.pid):
+    assert proc.poll() is None and time.time() - t < 60, "no SIGTERM handler appeared"
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGTERM)  # the command is still importing and setting up
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out[-3000:]
+  assert "preemption requested during setup: exiting before the first step" in out, out[-3000:]
+  assert not list(model_dir.glob("checkpoint_*"))

@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from xfer_t5x.runtime import distributed
+from xfer_t5x.runtime import early_sigterm
 from xfer_t5x.runtime import input_checkpoint
 
 STEP_PREFIX = "checkpoint"
@@ -390,6 +391,9 @@ class PreemptionFlag:
       raise RuntimeError("PreemptionFlag.install() must run in the main thread (signal handlers)")
     for sig in self._signals:
       self._previous[sig] = signal.signal(sig, self._handle)
+    if signal.SIGTERM in self._signals and early_sigterm.received():
+      logging.warning("received SIGTERM during start-up: will exit before the first step")
+      self._event.set()
     return self
 
   def uninstall(self) -> None:

@@ -126,69 +126,76 @@ def train(model_dir: str = gin.REQUIRED,
       a dense float32 matmul measured once at start-up.
   """
   distributed.initialize()
-  vocabulary = vocab_setup.setup_vocabulary_and_tasks()
-  partitioner = partitioner or make_partitioner()
-  model = build_model(vocabulary, model_config)
-  optimizer = Adafactor(model.logical_axes())
-  gin_text = gin_utils.operative_config_text()
-
-  # --- state ------------------------------------------------------------------------------
-  checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
-                                       async_save=async_checkpointing)
-  abstract = ts.abstract_state(model, optimizer, partitioner)
-  latest, state, extra = _restore_latest_readable(checkpointer, abstract)
-  data_state = None
-  if latest is not None:
-    data_state = (extra or {}).get("data")
-    log("resumed from %s/checkpoint_%d", model_dir, latest)
-  elif initial_checkpoint:
-    from xfer_t5x import interop  # pylint: disable=g-import-not-at-top
-    params = interop.load_pretrained(
-        initial_checkpoint, model.config,
-        ts.state_shardings(model, optimizer, partitioner).params)
-    state = ts.state_from_params(params, model, optimizer, partitioner)
-    log("initialised from %s", initial_checkpoint)
-  else:
-    state = ts.init_state(model, optimizer, partitioner, jax.random.PRNGKey(seed))
-  start_step = int(state.step)
-  # Written only once the model dir's checkpoint (if any) is known to fit this model.
-  if jax.process_index() == 0:
-    gin_utils.write_operative_config(model_dir)
-    gin_utils.write_model_info(model_dir, model_info.lines(model, optimizer, partitioner))
-
-  # --- data -------------------------------------------------------------------------------
-  batch_spec = partitioner.batch_sharding().spec
-  layout = data_lib.data_layout(partitioner.mesh, batch_spec, batch_size)
-  iterator = data_lib.DataIterator.from_task(
-      mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,
-      split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack,
-      shard_id=layout.shard_id, num_shards=layout.num_shards)
-  if data_state is not None:
-    log_every_process("%s", iterator.restore(data_state, checkpointer.input_iterator_dir(latest)))
-
-  # --- loop -------------------------------------------------------------------------------
-  step_fn = make_train_step(model, optimizer, partitioner, num_microbatches=num_microbatches,
-                            dropout_seed=seed, use_dropout=use_dropout)
-  in_len = task_feature_lengths["inputs"]
-  tgt_len = task_feature_lengths["targets"]
-  flops_per_step = flops_lib.train_step_flops(model.config, batch_size, in_len, tgt_len)
-  peak_flops = (peak_flops_per_device or peak.device_peak_flops()) * jax.device_count()
-  writer = MetricsWriter(f"{model_dir}/train", train_steps)
+  # First, so that a SIGTERM during setup is noticed too (and the run exits cleanly).
   preemption = ckpt_lib.PreemptionFlag()
   preemption.install()
-  n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
-  log("training %s params on %s: steps %d -> %d, global batch %d, mesh %s, %.3g GFLOP/step",
-      f"{n_params:,}", mixture_or_task_name, start_step, train_steps, batch_size,
-      dict(partitioner.mesh.shape), flops_per_step / 1e9)
-
-  def save(step, force=False):
-    # The position is the same on every host (Orbax writes the JSON from process 0); each host
-    # writes its own tf.data iterator beside it, so a resume reads nothing twice.
-    extra = {"data": iterator.state(),
-             "gin_sha256": hashlib.sha256(gin_text.encode()).hexdigest()}
-    checkpointer.save(step, state, extra_json=extra, force=force, input_iterator=iterator)
-
+  checkpointer = writer = None
   try:
+    vocabulary = vocab_setup.setup_vocabulary_and_tasks()
+    partitioner = partitioner or make_partitioner()
+    model = build_model(vocabulary, model_config)
+    optimizer = Adafactor(model.logical_axes())
+    gin_text = gin_utils.operative_config_text()
+
+    # --- state ------------------------------------------------------------------------------
+    checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
+                                         async_save=async_checkpointing)
+    abstract = ts.abstract_state(model, optimizer, partitioner)
+    latest, state, extra = _restore_latest_readable(checkpointer, abstract)
+    data_state = None
+    if latest is not None:
+      data_state = (extra or {}).get("data")
+      log("resumed from %s/checkpoint_%d", model_dir, latest)
+    elif initial_checkpoint:
+      from xfer_t5x import interop  # pylint: disable=g-import-not-at-top
+      params = interop.load_pretrained(
+          initial_checkpoint, model.config,
+          ts.state_shardings(model, optimizer, partitioner).params)
+      state = ts.state_from_params(params, model, optimizer, partitioner)
+      log("initialised from %s", initial_checkpoint)
+    else:
+      state = ts.init_state(model, optimizer, partitioner, jax.random.PRNGKey(seed))
+    start_step = int(state.step)
+    # Written only once the model dir's checkpoint (if any) is known to fit this model.
+    if jax.process_index() == 0:
+      gin_utils.write_operative_config(model_dir)
+      gin_utils.write_model_info(model_dir, model_info.lines(model, optimizer, partitioner))
+
+    # --- data -------------------------------------------------------------------------------
+    batch_spec = partitioner.batch_sharding().spec
+    layout = data_lib.data_layout(partitioner.mesh, batch_spec, batch_size)
+    iterator = data_lib.DataIterator.from_task(
+        mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,
+        split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack,
+        shard_id=layout.shard_id, num_shards=layout.num_shards)
+    if data_state is not None:
+      log_every_process("%s", iterator.restore(data_state, checkpointer.input_iterator_dir(latest)))
+
+    # --- loop -------------------------------------------------------------------------------
+    step_fn = make_train_step(model, optimizer, partitioner, num_microbatches=num_microbatches,
+                              dropout_seed=seed, use_dropout=use_dropout)
+    in_len = task_feature_lengths["inputs"]
+    tgt_len = task_feature_lengths["targets"]
+    flops_per_step = flops_lib.train_step_flops(model.config, batch_size, in_len, tgt_len)
+    peak_flops = (peak_flops_per_device or peak.device_peak_flops()) * jax.device_count()
+    writer = MetricsWriter(f"{model_dir}/train", train_steps)
+    n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
+    log("training %s params on %s: steps %d -> %d, global batch %d, mesh %s, %.3g GFLOP/step",
+        f"{n_params:,}", mixture_or_task_name, start_step, train_steps, batch_size,
+        dict(partitioner.mesh.shape), flops_per_step / 1e9)
+
+    def save(step, force=False):
+      # The position is the same on every host (Orbax writes the JSON from process 0); each host
+      # writes its own tf.data iterator beside it, so a resume reads nothing twice.
+      extra = {"data": iterator.state(),
+               "gin_sha256": hashlib.sha256(gin_text.encode()).hexdigest()}
+      checkpointer.save(step, state, extra_json=extra, force=force, input_iterator=iterator)
+
+    if preemption.requested(start_step):
+      log_every_process("preemption requested during setup: exiting before the first step "
+                        "(nothing to save; a restart begins at step %d)", start_step)
+      return TrainResult(model_dir, start_step, {}, True)
+
     sums, window_steps, t0 = None, 0, time.time()
     last, step, preempted = {}, start_step, False
     while step < train_steps:
@@ -212,7 +219,9 @@ def train(model_dir: str = gin.REQUIRED,
         save(step, force=step == train_steps)
   finally:
     preemption.uninstall()  # give SIGTERM back to whoever had it (e.g. the grid runner)
-    checkpointer.wait()
-    checkpointer.close()
-    writer.close()
+    if checkpointer is not None:
+      checkpointer.wait()
+      checkpointer.close()
+    if writer is not None:
+      writer.close()
   return TrainResult(model_dir, step, last, preempted)
