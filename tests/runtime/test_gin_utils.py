@@ -220,3 +220,41 @@ def test_cli_print_config_takes_gin_flags(tmp_path, monkeypatch, capsys):
   out = capsys.readouterr().out
   assert "T5Config.dtype = 'float32'" in out
   assert "MIXTURE_OR_TASK_NAME = 'xnli_train'" in out
+
+
+def test_a_misspelled_macro_is_refused_with_the_near_names(tmp_path):
+  gin.clear_config()
+  run = tmp_path / "run.gin"
+  run.write_text("import xfer_t5x.runtime.trainer\nLEARNING_RATE = 1.0\nTRAIN_STEPS = 5\n"
+                 "train.train_steps = %TRAIN_STEPS\n")
+  files = [str(run)]
+  with pytest.raises(gin_utils.UnknownMacroError,
+                     match=r"LEARNING_RATEE: .*did you mean LEARNING_RATE\?"):
+    gin_utils.setup_gin(files, ["LEARNING_RATEE = 0.5"], finalize=False, check_macros=True)
+  gin.clear_config()
+  # Defined macros, parameters, and a new macro that another binding uses all pass.
+  gin_utils.setup_gin(files, ["LEARNING_RATE = 0.5", "train.batch_size = 4", "STEPS2 = 7",
+                              "train.train_steps = %STEPS2"], finalize=False, check_macros=True)
+  assert gin.query_parameter("train.batch_size") == 4
+  assert gin.query_parameter("LEARNING_RATE/macro.value") == 0.5
+  gin.clear_config()
+  # Without the check (the grid's and the phases' own bindings) gin's behaviour is unchanged.
+  gin_utils.setup_gin(files, ["LEARNING_RATEE = 0.5"], finalize=False)
+  gin.clear_config()
+
+
+def test_the_cli_refuses_a_misspelled_macro_before_writing_anything(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "model"
+  proc = subprocess.run(
+      [sys.executable, "-m", "xfer_t5x", "train", "--gin_file", "models/mt5_tiny.gin",
+       "--gin_file", "runs/train.gin", f"--gin.MODEL_DIR={model_dir}",
+       "--gin.MIXTURE_OR_TASK_NAME=mnli", "--gin.TRAIN_STEPS=10", "--gin.LEARNING_RATEE=0.5"],
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3"))
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "did you mean LEARNING_RATE?" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not model_dir.exists()

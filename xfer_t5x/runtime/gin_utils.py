@@ -18,9 +18,11 @@ quotes, while `--gin.X='"literal"'`, `--gin.X=1e-3`, `--gin.X=None`, `--gin.X=[1
 """
 import argparse
 import datetime
+import difflib
 import io
 import os
 import pathlib
+import re
 import tokenize
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -211,9 +213,14 @@ def _register_search_paths(extra: Sequence[str]) -> None:
       existing.add(str(base))
 
 
+class UnknownMacroError(ValueError):
+  """A `--gin.NAME=value` macro that no gin file defines (a misspelling would be ignored)."""
+
+
 def setup_gin(files: Sequence[str] = (), bindings: Sequence[str] = (),
               search_paths: Sequence[str] = (), finalize: bool = True,
-              skip_unknown: bool = False) -> None:  # pylint: disable=redefined-outer-name
+              skip_unknown: bool = False,
+              check_macros: bool = False) -> None:  # pylint: disable=redefined-outer-name
   """Parses the gin files (resolved as `--gin_file` documents) and then the bindings.
 
   Args:
@@ -222,18 +229,55 @@ def setup_gin(files: Sequence[str] = (), bindings: Sequence[str] = (),
     search_paths: extra folders for relative file paths and gin `include`s.
     finalize: lock the config afterwards (gin.finalize()).
     skip_unknown: passed to gin (False: an unknown configurable is an error).
+    check_macros: refuse a binding of a macro (an UPPER_CASE name without a dot) that the
+      files do not define and no other binding uses: gin would define it and nothing would
+      read it, so a misspelled `--gin.LEARNING_RATEE=0.5` would train at the old rate.
   """
   if gin.config_is_locked():
     raise RuntimeError("gin config is already finalized; call gin.clear_config() first")
   _register_search_paths(search_paths)
   resolved = [resolve_gin_file(f, search_paths) for f in files]
-  gin.parse_config_files_and_bindings(
-      resolved, list(bindings), finalize_config=finalize, skip_unknown=skip_unknown)
+  if not check_macros:
+    gin.parse_config_files_and_bindings(
+        resolved, list(bindings), finalize_config=finalize, skip_unknown=skip_unknown)
+    return
+  gin.parse_config_files_and_bindings(resolved, [], finalize_config=False,
+                                      skip_unknown=skip_unknown)
+  _check_macros(bindings, files)
+  gin.parse_config_files_and_bindings([], list(bindings), finalize_config=finalize,
+                                      skip_unknown=skip_unknown)
+
+
+_MACRO_BINDING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def _defined_macros() -> List[str]:
+  return sorted(name for name, selector in gin.config._CONFIG  # pylint: disable=protected-access
+                if selector == "gin.macro")
+
+
+def _check_macros(bindings: Sequence[str], files: Sequence[str]) -> None:
+  defined = set(_defined_macros())
+  used = " ".join(bindings)
+  for binding in bindings:
+    m = _MACRO_BINDING.match(binding)
+    if not m or m.group(1) in defined or re.search(rf"%{m.group(1)}\b", used):
+      continue
+    name = m.group(1)
+    near = difflib.get_close_matches(name, sorted(defined), n=3, cutoff=0.6)
+    hint = (f"did you mean {' or '.join(near)}? " if near else "") + (
+        f"The macros they define: {', '.join(sorted(defined))}." if defined else
+        "They define no macros.")
+    raise UnknownMacroError(
+        f"--gin.{name}: no gin file given ({', '.join(files) or 'none'}) defines the macro "
+        f"{name}, so nothing would read it; {hint} Bind a parameter by its full name "
+        f"(e.g. --gin.train.batch_size=8) or add the file that defines {name}.")
 
 
 def setup_gin_from_args(args: argparse.Namespace, finalize: bool = True) -> None:
-  """`setup_gin` with the fields `parse_args` filled in."""
-  setup_gin(args.gin_file, args.gin_bindings, args.gin_search_paths, finalize=finalize)
+  """`setup_gin` with the fields `parse_args` filled in (command-line macros checked)."""
+  setup_gin(args.gin_file, args.gin_bindings, args.gin_search_paths, finalize=finalize,
+            check_macros=True)
 
 
 # ------------------------------------------------------------------------------------------------
