@@ -13,6 +13,7 @@ it, and its `TaskInfo` (mode, target, language, eval split, template, metrics, s
        "embed"     a candidate pool (embedded, never scored on its own)
 """
 import dataclasses
+import difflib
 import functools
 import logging
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -254,6 +255,27 @@ def task_info(name: str) -> TaskInfo:
     raise KeyError(f"no task {name!r} was registered through xfer_t5x.tasks (registered: "
                    f"{len(_TASK_INFO)} tasks; call register_tasks first?)")
   return _TASK_INFO[name]
+
+
+class UnknownTaskError(ValueError):
+  """A task or mixture name (or its split) that is not registered."""
+
+
+def require_task(name: str, split: Optional[str] = None) -> None:
+  """Raises UnknownTaskError, with the near names, unless `name` is a registered SeqIO task or
+  mixture that has `split` (when given)."""
+  names = sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
+  if name not in names:
+    near = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    raise UnknownTaskError(
+        f"no task or mixture {name!r} is registered"
+        + (f"; did you mean {' or '.join(near)}?" if near else ".")
+        + " `xfer-t5x tasks` lists them; a task of your own must be imported (gin: "
+        "`import my_tasks`) before it is named.")
+  if split is not None:
+    splits = list(seqio.get_mixture_or_task(name).splits)
+    if split not in splits:
+      raise UnknownTaskError(f"{name!r} has no split {split!r}; its splits are {splits}")
 
 
 def mixture_info(name: str) -> Dict:

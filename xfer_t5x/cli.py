@@ -30,7 +30,8 @@ def _user_errors():
   """Exceptions that are the user's input, printed as a message rather than a traceback."""
   from xfer_t5x.runtime.checkpoints import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime.gin_utils import UnknownMacroError  # pylint: disable=g-import-not-at-top
-  errors = [CheckpointMismatchError, FileNotFoundError, UnknownMacroError]
+  from xfer_t5x.tasks.registry import UnknownTaskError  # pylint: disable=g-import-not-at-top
+  errors = [CheckpointMismatchError, FileNotFoundError, UnknownMacroError, UnknownTaskError]
   try:
     from xfer_t5x.interop.shapes import CheckpointShapeError  # pylint: disable=g-import-not-at-top
     errors.append(CheckpointShapeError)

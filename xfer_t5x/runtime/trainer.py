@@ -132,6 +132,8 @@ def train(model_dir: str = gin.REQUIRED,
   checkpointer = writer = None
   try:
     vocabulary = vocab_setup.setup_vocabulary_and_tasks()
+    from xfer_t5x.tasks import registry  # pylint: disable=g-import-not-at-top
+    registry.require_task(mixture_or_task_name, split)  # before anything is written
     partitioner = partitioner or make_partitioner()
     model = build_model(vocabulary, model_config)
     optimizer = Adafactor(model.logical_axes())
