@@ -123,8 +123,8 @@ class FileCounter:
       self.report.locations.append(f"{where}: {why}")
 
   def format_error(self, line: Optional[int], detail: str = "") -> FormatError:
-    return FormatError(self.report.path, self.line_in_file(line), self.expected_format or "its documented format",
-                       detail)
+    return FormatError(self.report.path, self.line_in_file(line),
+                       self.expected_format or "its documented format", detail)
 
   def finish(self) -> FileReport:
     """Records the report, logs it, and raises if more than 1% of the rows were malformed."""
@@ -138,11 +138,13 @@ class FileCounter:
       if first_time:
         logging.warning(
             "%s%s [%s/%s]: kept %d of %d rows; %d unlabeled (filtered), %d malformed (skipped)%s",
-            r.path, f" (bytes {r.byte_range})" if r.byte_range else "", r.task, r.split, r.kept, r.rows, r.unlabeled, r.malformed,
+            r.path, f" (bytes {r.byte_range})" if r.byte_range else "", r.task, r.split, r.kept,
+            r.rows, r.unlabeled, r.malformed,
             ("; first: " + "; ".join(r.locations)) if r.locations else "")
     if r.rows and r.malformed / r.rows > MAX_BAD_FRACTION:
       raise TooManyBadRowsError(
-          f"{r.path}{f' (bytes {r.byte_range})' if r.byte_range else ''}: {r.malformed} of {r.rows} rows ({100.0 * r.malformed / r.rows:.1f}%) break "
+          f"{r.path}{f' (bytes {r.byte_range})' if r.byte_range else ''}: {r.malformed} of "
+          f"{r.rows} rows ({100.0 * r.malformed / r.rows:.1f}%) break "
           f"the {self.expected_format or 'expected'} format, more than the "
           f"{100 * MAX_BAD_FRACTION:.0f}% allowed; first: " + "; ".join(r.locations) +
           ". Fix or remove those rows, or check that the file is the dataset's released format.")

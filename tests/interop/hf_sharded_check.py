@@ -65,7 +65,8 @@ def main(workdir):
       reads.clear()
       shardings = shardings_for(config, mesh)
       got = interop.load_pretrained(folder, config, shardings)
-      check(got, shardings, scan.flatten(want), f"{os.path.basename(folder)} scan={config.scan_layers}")
+      label = f"{os.path.basename(folder)} scan={config.scan_layers}"
+      check(got, shardings, scan.flatten(want), label)
       whole = [(a, r) for a, r in reads if a == r]
       # Only the layer norms' scales are replicated; every other tensor is split over 'model'.
       assert whole and all(len(a) == 1 for a, _ in whole), whole

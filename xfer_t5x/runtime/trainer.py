@@ -3,8 +3,9 @@
 Sections, in the order a run meets them: setup (distributed, vocabulary and tasks, mesh, model,
 optimizer); state (resume from the model dir's latest complete checkpoint, else an initial
 checkpoint, else a fresh sharded init); data (this host's shard as global arrays, at the
-checkpoint's position: its saved tf.data iterator, else a replay); the loop (steps, metrics every `log_every`, checkpoints every
-`checkpoint_period`, a final one, and one on SIGTERM before exiting cleanly).
+checkpoint's position: its saved tf.data iterator, else a replay); the loop (steps, metrics
+every `log_every`, checkpoints every `checkpoint_period`, a final one, and one on SIGTERM before
+exiting cleanly).
 """
 import dataclasses
 import hashlib
