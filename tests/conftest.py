@@ -45,3 +45,17 @@ def free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
     return s.getsockname()[1]
+
+
+def finish_all(procs, timeout: float = 300):
+  """The combined outputs of processes started with stdout=PIPE (stderr merged), once all have
+  ended; any still running after `timeout` is killed. Asserts that every one exited 0."""
+  try:
+    outs = [p.communicate(timeout=timeout)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-4000:]
+  return outs

@@ -82,6 +82,17 @@ def _by_key(rows):
   return {(r["run_id"], r["language"], r["metric"]): r for r in rows}
 
 
+def _assert_same_results(plan, ref_plan, fields=("value", "step")):
+  """Every result of `plan` exactly once, with `ref_plan`'s values of `fields`."""
+  got, want = _results(plan.results_db), _results(ref_plan.results_db)
+  assert len(got) == len(want) == len(_by_key(got))  # every result exactly once
+  got_k, want_k = _by_key(got), _by_key(want)
+  assert got_k.keys() == want_k.keys()
+  for k in want_k:
+    for field in fields:
+      assert got_k[k][field] == want_k[k][field], (k, field)
+
+
 def _mtimes(root):
   return {str(p): p.stat().st_mtime_ns for p in pathlib.Path(root).rglob("checkpoint_*")}
 
@@ -267,17 +278,9 @@ def test_grid_killed_mid_run_and_restarted_matches_uninterrupted(done_grid, demo
   assert "resumed from" in done.stdout + done.stderr  # ... from its checkpoint
   assert all(s == "done" for s in grid.phase_statuses(plan).values())
 
-  got, want = _results(plan.results_db), _results(ref_plan.results_db)
-  assert len(got) == len(want) == len(_by_key(got))  # every result exactly once
-  got_k, want_k = _by_key(got), _by_key(want)
-  assert got_k.keys() == want_k.keys()
-  for k in want_k:
-    assert got_k[k]["value"] == want_k[k]["value"], k
-    assert got_k[k]["n_params"] == want_k[k]["n_params"]
-    assert got_k[k]["step"] == want_k[k]["step"]
-    # same configs (the grid's folder is not part of them) and the same data files
-    assert got_k[k]["gin_sha256"] == want_k[k]["gin_sha256"]
-    assert got_k[k]["data_version"] == want_k[k]["data_version"]
+  # The same configs (the grid's folder is not part of them) and the same data files.
+  _assert_same_results(plan, ref_plan, ("value", "n_params", "step", "gin_sha256",
+                                        "data_version"))
   assert _predictions(root) == _predictions(ref_plan.root_dir)
   for run in plan.runs:  # the final parameters, bitwise
     ckpt = plan.phase(run.eval_phase_id).final_checkpoint
@@ -353,16 +356,6 @@ def _plan_at(ws, root):
   plan = _plan(ws, root)
   gin.clear_config()
   return plan
-
-
-def _assert_same_results(plan, ref_plan):
-  got, want = _results(plan.results_db), _results(ref_plan.results_db)
-  assert len(got) == len(want) == len(_by_key(got))  # every result exactly once
-  got_k, want_k = _by_key(got), _by_key(want)
-  assert got_k.keys() == want_k.keys()
-  for k in want_k:
-    assert got_k[k]["value"] == want_k[k]["value"], k
-    assert got_k[k]["step"] == want_k[k]["step"], k
 
 
 @pytest.mark.parametrize("point", ["rows built", "rows recorded", "phase done"])

@@ -252,17 +252,7 @@ def test_load_pretrained_recognises_hf_folders_and_places_shards(converted, tmp_
 
 
 @pytest.mark.slow
-def test_import_under_a_4x2_mesh_reads_each_hosts_regions_only(tmp_path):
+def test_import_under_a_4x2_mesh_reads_each_hosts_regions_only(run_on_8_devices):
   """One safetensors file and a two-file index, unrolled and scanned: the sharded import equals
   the unsharded one, and no read covers a whole tensor of a sharded parameter."""
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  here = os.path.dirname(__file__)
-  repo = os.path.dirname(os.path.dirname(here))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  env["PYTHONPATH"] = os.pathsep.join([repo, env.get("PYTHONPATH", "")])
-  proc = subprocess.run([sys.executable, os.path.join(here, "hf_sharded_check.py"),
-                         str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert '"ok": true, "imports": 4' in proc.stdout
+  assert '"ok": true, "imports": 4' in run_on_8_devices("hf_sharded_check.py")

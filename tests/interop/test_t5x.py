@@ -1,7 +1,5 @@
 """T5X checkpoints: the real one T5X wrote, our writers, Orbax layouts, and refusals."""
 import os
-import subprocess
-import sys
 
 import msgpack
 import numpy as np
@@ -12,9 +10,6 @@ from tests.interop.hf_helpers import tiny_config
 from xfer_t5x.interop import t5x, writers
 from xfer_t5x.interop.shapes import CheckpointShapeError
 from xfer_t5x.model import scan
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 def _assert_equal(flat, expected):
@@ -180,11 +175,5 @@ def test_not_a_checkpoint_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_independently_written_checkpoint_restores_sharded_on_a_4x2_mesh(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
-  proc = subprocess.run([sys.executable, os.path.join(HERE, "sharded_restore_check.py"),
-                         str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert '"ok": true' in proc.stdout
+def test_independently_written_checkpoint_restores_sharded_on_a_4x2_mesh(run_on_8_devices):
+  assert '"ok": true' in run_on_8_devices("sharded_restore_check.py")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import finish_all, free_port
 from tests.runtime import counting_task
 from xfer_t5x.runtime import checkpoints, data
 
@@ -145,15 +145,7 @@ def _run_processes(n, model_dir, phase, out_dir):
   procs = [subprocess.Popen([sys.executable, WORKER, str(n), str(i), str(port), str(model_dir),
                              phase, str(outs[i])], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True) for i in range(n)]
-  logs = []
-  try:
-    logs = [p.communicate(timeout=300)[0] for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, log[-4000:]
+  finish_all(procs)
   return [json.loads(o.read_text()) for o in outs]
 
 

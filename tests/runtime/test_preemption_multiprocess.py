@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import finish_all, free_port
 from tests.runtime.test_train_e2e import PERIOD, _cmd, _params, _wait_for
 
 pytestmark = pytest.mark.slow
@@ -31,23 +31,11 @@ def _start(ws, model_dir, pid, port, service, cwd):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(procs):
-  try:
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-4000:]
-  return outs
-
-
 @pytest.fixture(scope="module")
 def two_process_reference(demo_workspace, tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("two_process_reference") / "model"
   port = free_port()
-  _finish([_start(demo_workspace, model_dir, i, port, True, model_dir.parent) for i in (0, 1)])
+  finish_all([_start(demo_workspace, model_dir, i, port, True, model_dir.parent) for i in (0, 1)])
   return model_dir
 
 
@@ -61,7 +49,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step(demo_workspace, two_proce
   procs = [_start(demo_workspace, model_dir, i, port, service, tmp_path) for i in (0, 1)]
   _wait_for(model_dir / f"checkpoint_{PERIOD}", procs[0])
   procs[1].send_signal(signal.SIGTERM)  # one host only
-  outs = _finish(procs)
+  outs = finish_all(procs)
   saved = [re.findall(r"saved checkpoint_(\d+), exiting", out) for out in outs]
   assert saved[0] and saved[0] == saved[1], (saved, outs[0][-2000:], outs[1][-2000:])
   step = int(saved[0][0])
@@ -69,7 +57,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step(demo_workspace, two_proce
   assert (model_dir / f"checkpoint_{step}").is_dir()
 
   port = free_port()
-  outs = _finish([_start(demo_workspace, model_dir, i, port, service, tmp_path) for i in (0, 1)])
+  outs = finish_all([_start(demo_workspace, model_dir, i, port, service, tmp_path) for i in (0, 1)])
   assert "resumed from" in outs[0]  # process 0 speaks for the run
   for i, out in enumerate(outs):  # each host continues its own saved input iterator
     assert f"process {i}: input: restored this host's iterator" in out, out[-3000:]

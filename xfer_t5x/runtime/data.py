@@ -188,7 +188,6 @@ class DataIterator:
     self._iter = None  # built on the first batch (a restore right away builds it only once)
     self._cannot_save = ""  # why this pipeline's iterator cannot be checkpointed, once known
     self.resumed_by = "start"  # "start", "iterator checkpoint" or "replay"
-    self.resume_message = ""
 
   @classmethod
   def from_task(cls, mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
@@ -278,8 +277,8 @@ class DataIterator:
         present, is restored instead of replaying.
 
     Returns:
-      One line saying how the iterator resumed (also in `resume_message`); `resumed_by` is
-      "iterator checkpoint" or "replay".
+      One line saying how the iterator resumed; `resumed_by` is then "iterator checkpoint" or
+      "replay".
     """
     saved = dict(state.get("description") or {})
     position = int(state["position"])
@@ -305,14 +304,12 @@ class DataIterator:
       reason = "no input iterator was saved with the checkpoint"
     else:
       reason = self._restore_native(native_dir)
-    if not reason:
-      self.resumed_by = "iterator checkpoint"
-      self.resume_message = (f"input: restored this host's iterator at batch {position} from "
-                             f"{native_dir}/{self.native_name()} (nothing replayed)")
-    else:
-      self.resume_message = (f"input: replaying {position} batches of shard {self.shard_id} of "
-                             f"{self.num_shards} (read and discarded) because {reason}")
-    return self.resume_message
+    if reason:
+      return (f"input: replaying {position} batches of shard {self.shard_id} of "
+              f"{self.num_shards} (read and discarded) because {reason}")
+    self.resumed_by = "iterator checkpoint"
+    return (f"input: restored this host's iterator at batch {position} from "
+            f"{native_dir}/{self.native_name()} (nothing replayed)")
 
   def _restore_native(self, native_dir: str) -> str:
     """Restores this host's iterator file; '' on success, else why not (then nothing changed)."""

@@ -229,8 +229,8 @@ def setup_gin(files: Sequence[str] = (), bindings: Sequence[str] = (),
     search_paths: extra folders for relative file paths and gin `include`s.
     finalize: lock the config afterwards (gin.finalize()).
     skip_unknown: passed to gin (False: an unknown configurable is an error).
-    check_macros: refuse a binding of a macro (an UPPER_CASE name without a dot) that the
-      files do not define and no other binding uses: gin would define it and nothing would
+    check_macros: refuse a binding of a macro (a name without a dot, by convention UPPER_CASE)
+      that the files do not define and no other binding uses: gin would define it and nothing would
       read it, so a misspelled `--gin.LEARNING_RATEE=0.5` would train at the old rate.
   """
   if gin.config_is_locked():
@@ -251,22 +251,18 @@ def setup_gin(files: Sequence[str] = (), bindings: Sequence[str] = (),
 _MACRO_BINDING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
-def _defined_macros() -> List[str]:
-  return sorted(name for name, selector in gin.config._CONFIG  # pylint: disable=protected-access
-                if selector == "gin.macro")
-
-
 def _check_macros(bindings: Sequence[str], files: Sequence[str]) -> None:
-  defined = set(_defined_macros())
+  defined = sorted(name for name, selector in gin.config._CONFIG  # pylint: disable=protected-access
+                   if selector == "gin.macro")
   used = " ".join(bindings)
   for binding in bindings:
     m = _MACRO_BINDING.match(binding)
     if not m or m.group(1) in defined or re.search(rf"%{m.group(1)}\b", used):
       continue
     name = m.group(1)
-    near = difflib.get_close_matches(name, sorted(defined), n=3, cutoff=0.6)
+    near = difflib.get_close_matches(name, defined, n=3, cutoff=0.6)
     hint = (f"did you mean {' or '.join(near)}? " if near else "") + (
-        f"The macros they define: {', '.join(sorted(defined))}." if defined else
+        f"The macros they define: {', '.join(defined)}." if defined else
         "They define no macros.")
     raise UnknownMacroError(
         f"--gin.{name}: no gin file given ({', '.join(files) or 'none'}) defines the macro "

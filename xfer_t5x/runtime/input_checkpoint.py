@@ -51,6 +51,9 @@ class InputIteratorSave(ocp.args.CheckpointArgs):
   iterator: Any
 
 
+# Never passed by this library, but Orbax takes a handler as its own item's only when both a save
+# and a restore argument type are registered for it (else it wraps it as a legacy handler, and
+# the save arguments above no longer match).
 @ocp.args.register_with_handler(InputIteratorHandler, for_restore=True)
 @dataclasses.dataclass
 class InputIteratorRestore(ocp.args.CheckpointArgs):
