@@ -39,7 +39,8 @@ def add_arguments(parser):
                            "configuration is planned again")
   parser.add_argument("--vocab_size", type=int, default=None,
                       help="output vocabulary when T5Config.vocab_size is unbound "
-                           "(default: mT5's 250,112)")
+                           "(default: the run's vocabulary, default_vocabulary.path, as train "
+                           "sizes it; mT5's 250,112 for mT5's own file, which is not read)")
   gin_utils.add_gin_arguments(parser)
 
 
@@ -55,6 +56,8 @@ def run(args) -> int:
   import gin  # pylint: disable=g-import-not-at-top
   from xfer_t5x.launch import plan, plan_report, plan_search  # pylint: disable=g-import-not-at-top
   import xfer_t5x.runtime.trainer  # pylint: disable=g-import-not-at-top,unused-import  (gin names)
+  from xfer_t5x.runtime import vocab_setup  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.tasks import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
 
   try:
     target = plan_search.target_for(args.topology)
@@ -63,7 +66,8 @@ def run(args) -> int:
     return 2
   gin_utils.setup_gin_from_args(args, finalize=False)
   try:
-    shape = plan.run_shape_from_gin(args.vocab_size or plan.MT5_VOCAB_SIZE)
+    shape = plan.run_shape_from_gin(args.vocab_size or vocab_lib.model_vocab_size(
+        vocab_setup.setup_vocabulary_and_tasks(register=False), plan.MT5_VOCAB_SIZE))
   except ValueError as e:
     print(f"xfer-t5x {e}", file=sys.stderr)
     return 2

@@ -20,6 +20,7 @@ import seqio
 from xfer_t5x.tasks import data_report
 from xfer_t5x.tasks import registry
 from xfer_t5x.tasks import templates
+from xfer_t5x.tasks import vocab
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def _setup(args):
   """Parses gin, picks the vocabulary and data dir, registers the tasks; returns the vocabulary."""
   from xfer_t5x.runtime import gin_utils  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime import vocab_setup  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.tasks import study, vocab  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.tasks import study  # pylint: disable=g-import-not-at-top
   gin_utils.setup_gin_from_args(args, finalize=False)
   data_dir = args.data_dir
   vocabulary = None
@@ -101,6 +102,17 @@ def _files_of(task, split):
   return "\n".join(lines)
 
 
+def _vocabulary_of(task) -> str:
+  """The task's vocabulary as registered, without opening it."""
+  v = task.output_features["targets"].vocabulary
+  if isinstance(v, vocab.RunVocabulary):
+    return "the run's (added without one: default_vocabulary.path when the task is used)"
+  path = getattr(v, "sentencepiece_model_file", None)
+  own = f"{path} ({v.extra_ids} extra ids)" if path else type(v).__name__
+  return own + (", the run's" if registry.current_key() and v is registry.current_vocabulary()
+                else "")
+
+
 def _show(name: str, out) -> int:
   if name in registry.registered_mixtures():
     info = registry.mixture_info(name)
@@ -129,8 +141,15 @@ def _show(name: str, out) -> int:
   print(f"  template {tmpl.name} ({tmpl.family}):", file=out)
   print(f"    inputs:  {tmpl.inputs}", file=out)
   print(f"    targets: {tmpl.targets or '(none)'}", file=out)
+  if tmpl.family == "classification":
+    if tmpl.labels:
+      print(f"    labels: {', '.join(tmpl.labels)} (a file may give the word or its index "
+            f"0..{len(tmpl.labels) - 1}; -1 or null: unlabeled)", file=out)
+    else:
+      print("    labels: any word (no label list: a file's label text is the target)", file=out)
   if tmpl.note:
     print(f"    note: {tmpl.note}", file=out)
+  print(f"  vocabulary: {_vocabulary_of(task)}", file=out)
   print(f"  sequence length: {info.sequence_length}", file=out)
   if info.candidates_task:
     print(f"  candidates: {info.candidates_task}", file=out)

@@ -26,6 +26,7 @@ from xfer_t5x.tasks import metrics as metrics_lib
 from xfer_t5x.tasks import postprocessors
 from xfer_t5x.tasks import rank_classification
 from xfer_t5x.tasks import templates as templates_lib
+from xfer_t5x.tasks import vocab as vocab_lib
 from xfer_t5x.tasks.sources import base as sources_base
 from xfer_t5x.tasks.sources import common as sources_common
 from xfer_t5x.tasks.sources import files as files_lib
@@ -148,15 +149,20 @@ def _schema_for(family: str, template: templates_lib.Template) -> Dict[str, str]
 
 
 def jsonl_source(name: str, files: Mapping[str, Union[str, Sequence[str]]],
-                 schema: Mapping[str, str]) -> sources_base.FileSource:
-  """A file source over JSON-lines files whose objects carry the schema's fields."""
+                 schema: Mapping[str, str], labels: Sequence[str] = ()) -> sources_base.FileSource:
+  """A file source over JSON-lines files whose objects carry the schema's fields (`labels`: a
+  classification template's label words; the files may give a word or its index)."""
   splits = {}
+  expected = "JSON lines with fields " + ", ".join(schema)
+  extra = {}
+  if labels:
+    expected += f" (label: one of {', '.join(labels)}, or its index 0..{len(labels) - 1})"
+    extra["labels"] = tuple(labels)
   for split, paths in files.items():
     paths = [paths] if isinstance(paths, str) else list(paths)
     paths = [files_lib.expand(p) for p in paths]
-    splits[split] = [sources_base.Part.of(p, sources_common.read_schema_jsonl,
-                                          "JSON lines with fields " + ", ".join(schema),
-                                          schema=tuple(schema.items())) for p in paths]
+    splits[split] = [sources_base.Part.of(p, sources_common.read_schema_jsonl, expected,
+                                          schema=tuple(schema.items()), **extra) for p in paths]
   return sources_base.FileSource(name, "/", splits, schema, description=f"JSON lines {files}")
 
 
@@ -186,7 +192,9 @@ def add_task(name: str,
     metrics: metric functions or names in xfer_t5x.tasks.metrics; default: the family's.
     mode: "generate", "rank" (multiple choice, one example per choice), "retrieve" or "embed".
     postprocess_fn: default: the family's (see default_postprocess_fn).
-    vocabulary: default: the vocabulary of the last register_tasks call, else the mT5 one.
+    vocabulary: the task's own vocabulary; leave it out (the usual case): the task then uses the
+      run's vocabulary, resolved whenever the task is used (vocab.RunVocabulary), so a module
+      imported before `--gin.default_vocabulary.path` is applied follows that binding too.
     sequence_length: {"inputs", "targets"} the task is read with (default: its family's).
     target, language, role, eval_split, candidates_task, note: recorded in its TaskInfo.
   """
@@ -208,12 +216,10 @@ def add_task(name: str,
     raise ValueError(f"rank classification needs a multiple-choice template, {template_name!r} "
                      f"is {family}")
   if isinstance(source, Mapping):
-    source = jsonl_source(name, source, _schema_for(family, tmpl))
-  if vocabulary is None:
-    vocabulary = _CURRENT["vocabulary"]
-  if vocabulary is None:
-    from xfer_t5x.tasks import vocab  # pylint: disable=g-import-not-at-top
-    vocabulary = vocab.default_vocabulary()
+    source = jsonl_source(name, source, _schema_for(family, tmpl),
+                          labels=tmpl.labels if family == "classification" else ())
+  if vocabulary is None:  # resolved when the task is used, so gin bindings made later apply
+    vocabulary = vocab_lib.RunVocabulary()
   metric_fns = [_metric_fn(m) for m in metrics] if metrics is not None else default_metrics(
       family, mode)
   if mode == "rank":
@@ -278,6 +284,47 @@ def require_task(name: str, split: Optional[str] = None) -> None:
       raise UnknownTaskError(f"{name!r} has no split {split!r}; its splits are {splits}")
 
 
+class VocabularyMismatchError(ValueError):
+  """A task whose vocabulary is not the run's (the model is sized from the run's)."""
+
+
+def tasks_of(name: str) -> List[seqio.Task]:
+  """The SeqIO tasks a task or mixture name stands for (a mixture's, recursively)."""
+  obj = seqio.get_mixture_or_task(name)
+  return list(obj.tasks) if isinstance(obj, seqio.Mixture) else [obj]
+
+
+def check_vocabulary(names: Sequence[str], vocabulary: seqio.Vocabulary) -> None:
+  """Raises VocabularyMismatchError unless every task of `names` (mixtures expanded) tokenizes
+  both features with `vocabulary`, the run's: as T5X, a run whose model and task vocabularies
+  differ is refused at the start, before anything is written."""
+  keys = {}
+
+  def key(v):
+    if id(v) not in keys:
+      keys[id(v)] = (vocab_lib.vocabulary_key(v), v)
+    return keys[id(v)][0]
+
+  run_key = key(vocabulary)
+  for name in names:
+    for task in tasks_of(name):
+      for feature_name, feature in task.output_features.items():
+        if key(feature.vocabulary) == run_key:
+          continue
+        own = vocab_lib.resolve(feature.vocabulary)
+        path = getattr(own, "sentencepiece_model_file", "PATH")
+        raise VocabularyMismatchError(
+            f"task {task.name!r}" + (f" (in {name!r})" if name != task.name else "")
+            + f" tokenizes its {feature_name!r} with {vocab_lib.describe(own)}, but this run's "
+            f"model vocabulary is {vocab_lib.describe(vocabulary)}. The model's embedding and "
+            "output layer are sized from the run's vocabulary, so the task's token ids would not "
+            "be the ones the model reads and writes (T5X refuses this too: \"Model and Task "
+            "vocabularies do not match\"). Fix: register the task without `vocabulary=` (it then "
+            "uses the run's), or make the task's vocabulary the run's: "
+            f"--gin.default_vocabulary.path={path} "
+            f"--gin.default_vocabulary.extra_ids={own.extra_ids}.")
+
+
 def mixture_info(name: str) -> Dict:
   return dict(_MIXTURE_INFO[name])
 
@@ -294,6 +341,11 @@ def current_key():
   return _CURRENT["key"]
 
 
+def current_vocabulary() -> Optional[seqio.Vocabulary]:
+  """The vocabulary the last registration of the study's tasks used."""
+  return _CURRENT["vocabulary"]
+
+
 def current_tasks() -> List[str]:
   """The tasks the last registration added, in order."""
   return list(_CURRENT["tasks"])
@@ -302,6 +354,7 @@ def current_tasks() -> List[str]:
 def begin(key, vocabulary) -> bool:
   """Starts a registration for `key`: False (nothing to do) if it is the current one; else the
   tasks and mixtures of the previous registration are removed and True is returned."""
+  vocab_lib.set_run_vocabulary(vocabulary)
   if _CURRENT["key"] == key:
     return False
   unregister_all()

@@ -19,6 +19,12 @@ from xfer_t5x.tasks.postprocessors import NER_DELIMITER, NER_NO_ENTITY, UNANSWER
 
 OPTION_LETTERS = "ABCDEFGHIJ"
 
+# Label words of the classification templates, in the order the releases number them (GLUE,
+# Hugging Face exports, XNLI, SNLI): an integer label i in a user's file means labels[i].
+NLI_LABELS = ("entailment", "neutral", "contradiction")  # one order for MNLI, XNLI, ANLI, SNLI
+QQP_LABELS = ("not_duplicate", "duplicate")
+SST2_LABELS = ("negative", "positive")
+
 
 @dataclasses.dataclass(frozen=True)
 class Template:
@@ -29,6 +35,8 @@ class Template:
   inputs: str
   targets: str
   note: str = ""
+  # classification: the label words, so that files may give either a word or its index
+  labels: Tuple[str, ...] = ()
 
   def fields(self) -> Tuple[str, ...]:
     out = []
@@ -41,22 +49,21 @@ class Template:
     return self.inputs.format(**row), self.targets.format(**row)
 
 
-def _t(name, family, inputs, targets, note=""):
-  return name, Template(name, family, inputs, targets, note)
+def _t(name, family, inputs, targets, note="", labels=()):
+  return name, Template(name, family, inputs, targets, note, tuple(labels))
 
 
 TEMPLATES: Dict[str, Template] = dict([
     # ---- NLI and classification (label words)
     _t("xnli", "classification", "xnli premise: {premise} hypothesis: {hypothesis}", "{label}",
-       "XNLI eval tasks and their English training task (MNLI data) share it; "
-       "labels entailment / neutral / contradiction"),
+       "XNLI eval tasks and their English training task (MNLI data) share it", NLI_LABELS),
     _t("mnli", "classification", "mnli hypothesis: {hypothesis} premise: {premise}", "{label}",
-       "the MNLI intermediate task's own template"),
+       "the MNLI intermediate task's own template", NLI_LABELS),
     _t("anli", "classification", "anli premise: {premise} hypothesis: {hypothesis}", "{label}",
-       "ANLI+ = ANLI R1-R3 + MNLI + SNLI"),
+       "ANLI+ = ANLI R1-R3 + MNLI + SNLI", NLI_LABELS),
     _t("qqp", "classification", "qqp question1: {question1} question2: {question2}", "{label}",
-       "duplicate / not_duplicate"),
-    _t("sst2", "classification", "sst2 sentence: {sentence}", "{label}", "positive / negative"),
+       "", QQP_LABELS),
+    _t("sst2", "classification", "sst2 sentence: {sentence}", "{label}", "", SST2_LABELS),
     # ---- QA
     _t("squad_v2", "qa", "question: {question} context: {context}", "{answer}",
        f"unanswerable questions target the fixed word '{UNANSWERABLE}'"),

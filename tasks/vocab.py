@@ -84,6 +84,7 @@ def vocabulary_key(vocabulary: Optional[seqio.Vocabulary]):
   Two SentencePiece vocabularies are the same if they name the same file with the same extra ids
   (and, for a local file, the same contents: a retrained model at the same path is a new one).
   """
+  vocabulary = resolve(vocabulary)
   if isinstance(vocabulary, seqio.SentencePieceVocabulary):
     path = vocabulary.sentencepiece_model_file
     digest = None
@@ -92,3 +93,122 @@ def vocabulary_key(vocabulary: Optional[seqio.Vocabulary]):
         digest = hashlib.sha256(f.read()).hexdigest()
     return ("spm", path, vocabulary.extra_ids, digest)
   return (type(vocabulary).__name__, id(vocabulary))
+
+
+# ------------------------------------------------------------------------------------------------
+# The run's vocabulary: one per run, sizes the model, and every task must use it.
+
+_RUN = {"vocabulary": None}
+
+
+def set_run_vocabulary(vocabulary: Optional[seqio.Vocabulary]) -> None:
+  """Makes `vocabulary` the run's (called by the run's setup and by `register_tasks`)."""
+  _RUN["vocabulary"] = resolve(vocabulary) if vocabulary is not None else None
+
+
+def run_vocabulary() -> seqio.Vocabulary:
+  """The run's vocabulary: the one set last (a command's setup or `register_tasks`), else the
+  gin-bound default (`default_vocabulary.path`), resolved now."""
+  return _RUN["vocabulary"] if _RUN["vocabulary"] is not None else default_vocabulary()
+
+
+class RunVocabulary(seqio.Vocabulary):
+  """Stands for the run's vocabulary, whichever it is when the task is used.
+
+  A task added without a vocabulary gets this one, so a module that registers tasks at import
+  time (before `--gin.default_vocabulary.path` is applied) still tokenizes with the vocabulary of
+  the run that uses it. Every property and method is the resolved vocabulary's.
+  """
+
+  def __init__(self):  # pylint: disable=super-init-not-called
+    pass
+
+  @property
+  def resolved(self) -> seqio.Vocabulary:
+    return run_vocabulary()
+
+  def __getattr__(self, name):
+    if name.startswith("__"):
+      raise AttributeError(name)
+    return getattr(self.resolved, name)
+
+  eos_id = property(lambda self: self.resolved.eos_id)
+  unk_id = property(lambda self: self.resolved.unk_id)
+  pad_id = property(lambda self: self.resolved.pad_id)
+  bos_id = property(lambda self: self.resolved.bos_id)
+  extra_ids = property(lambda self: self.resolved.extra_ids)
+  vocab_size = property(lambda self: self.resolved.vocab_size)
+  _base_vocab_size = property(lambda self: self.resolved._base_vocab_size)  # pylint: disable=protected-access
+
+  def _encode(self, s):
+    return self.resolved._encode(s)  # pylint: disable=protected-access
+
+  def _decode(self, ids):
+    return self.resolved._decode(ids)  # pylint: disable=protected-access
+
+  def _encode_tf(self, s):
+    return self.resolved._encode_tf(s)  # pylint: disable=protected-access
+
+  def _decode_tf(self, ids):
+    return self.resolved._decode_tf(ids)  # pylint: disable=protected-access
+
+  def encode(self, s):
+    return self.resolved.encode(s)
+
+  def decode(self, ids):
+    return self.resolved.decode(ids)
+
+  def encode_tf(self, s):
+    return self.resolved.encode_tf(s)
+
+  def decode_tf(self, ids):
+    return self.resolved.decode_tf(ids)
+
+  def __eq__(self, other):
+    return vocabulary_key(self) == vocabulary_key(other)
+
+  def __hash__(self):
+    return hash(vocabulary_key(self))
+
+  def __repr__(self):
+    return f"RunVocabulary(now {describe(self.resolved)})"
+
+
+def resolve(vocabulary: Optional[seqio.Vocabulary]) -> Optional[seqio.Vocabulary]:
+  """The vocabulary itself, or the one a RunVocabulary stands for now."""
+  return vocabulary.resolved if isinstance(vocabulary, RunVocabulary) else vocabulary
+
+
+def _local_size(vocabulary: seqio.Vocabulary) -> Optional[int]:
+  """Its size where that needs no remote read (a local file, or a non-file vocabulary)."""
+  path = getattr(vocabulary, "sentencepiece_model_file", None)
+  if path is not None and ("://" in path or not os.path.exists(path)):
+    return None
+  try:
+    return int(vocabulary.vocab_size)
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def describe(vocabulary: seqio.Vocabulary) -> str:
+  """One phrase naming a vocabulary: its file, extra ids and size (never reads a remote file)."""
+  vocabulary = resolve(vocabulary)
+  size = _local_size(vocabulary)
+  size_text = f"{size} entries" if size is not None else "size not read"
+  if isinstance(vocabulary, seqio.SentencePieceVocabulary):
+    return (f"SentencePiece {vocabulary.sentencepiece_model_file} "
+            f"({vocabulary.extra_ids} extra ids, {size_text})")
+  return f"{type(vocabulary).__name__} ({vocabulary.extra_ids} extra ids, {size_text})"
+
+
+def model_vocab_size(vocabulary: seqio.Vocabulary, remote_default: int) -> int:
+  """The entries the model's embedding needs for `vocabulary`: its size where the file is local,
+  else `remote_default` for mT5's own file (planning offline), else the file is read."""
+  vocabulary = resolve(vocabulary)
+  size = _local_size(vocabulary)
+  if size is not None:
+    return size
+  if getattr(vocabulary, "sentencepiece_model_file", None) == MT5_VOCAB_PATH and (
+      vocabulary.extra_ids == MT5_EXTRA_IDS):
+    return remote_default
+  return int(vocabulary.vocab_size)

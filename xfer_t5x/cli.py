@@ -6,6 +6,7 @@ and a broken optional dependency of one command does not break the others.
 """
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -31,7 +32,9 @@ def _user_errors():
   from xfer_t5x.runtime.checkpoints import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime.gin_utils import UnknownMacroError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks.registry import UnknownTaskError  # pylint: disable=g-import-not-at-top
-  errors = [CheckpointMismatchError, FileNotFoundError, UnknownMacroError, UnknownTaskError]
+  from xfer_t5x.tasks.registry import VocabularyMismatchError  # pylint: disable=g-import-not-at-top
+  errors = [CheckpointMismatchError, FileNotFoundError, UnknownMacroError, UnknownTaskError,
+            VocabularyMismatchError, ModuleImportError]
   try:
     from xfer_t5x.interop.shapes import CheckpointShapeError  # pylint: disable=g-import-not-at-top
     errors.append(CheckpointShapeError)
@@ -40,8 +43,52 @@ def _user_errors():
   return tuple(errors)
 
 
+MODULE_HELP = ("--module NAME (any subcommand, repeatable or comma-separated): import a Python "
+               "module first, e.g. one that registers your own tasks with add_task; looked up on "
+               "PYTHONPATH, then in the current directory. A gin file's `import NAME` does the "
+               "same.")
+
+
+class ModuleImportError(ImportError):
+  """A `--module` that cannot be found."""
+
+
+def extract_modules(argv):
+  """(argv without the --module flags, the module names in order)."""
+  rest, modules, i = [], [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg == "--module" and i + 1 < len(argv):
+      value, i = argv[i + 1], i + 2
+    elif arg.startswith("--module="):
+      value, i = arg[len("--module="):], i + 1
+    else:
+      rest.append(arg)
+      i += 1
+      continue
+    modules += [m.strip() for m in value.split(",") if m.strip()]
+  return rest, modules
+
+
+def import_modules(modules):
+  """Imports the user's modules (before gin parses), the current directory searched last."""
+  if os.getcwd() not in sys.path:  # as `python -m` would, for gin's `import my_tasks` too
+    sys.path.append(os.getcwd())
+  for name in modules:
+    try:
+      importlib.import_module(name)
+    except ModuleNotFoundError as e:
+      if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
+        raise  # the module exists but imports something that does not
+      raise ModuleImportError(
+          f"--module {name}: no module named {e.name!r} on PYTHONPATH or in the current directory "
+          f"({os.getcwd()}). Give the module's import name (my_tasks for my_tasks.py), run from "
+          "its folder, or add the folder to PYTHONPATH.") from None
+
+
 def build_parser(argv):
-  parser = argparse.ArgumentParser(prog="xfer-t5x", description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="xfer-t5x", description=__doc__.splitlines()[0],
+                                   epilog=MODULE_HELP)
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   # Only import the module of the chosen subcommand.
   chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -60,7 +107,8 @@ def main(argv=None):
     from xfer_t5x.runtime import early_sigterm  # pylint: disable=g-import-not-at-top
     early_sigterm.install()
   from xfer_t5x.runtime import gin_utils  # pylint: disable=g-import-not-at-top
-  rest, bindings = gin_utils.extract_gin_bindings(argv)
+  rest, modules = extract_modules(argv)
+  rest, bindings = gin_utils.extract_gin_bindings(rest)
   parser = build_parser(rest)
   args = parser.parse_args(rest)
   gin_utils.finish_namespace(args, bindings)
@@ -68,6 +116,7 @@ def main(argv=None):
     parser.print_help()
     return 2
   try:
+    import_modules(modules)
     return int(args._run(args) or 0)
   except Exception as e:  # pylint: disable=broad-except
     if not isinstance(e, _user_errors()):

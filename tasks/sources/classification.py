@@ -9,10 +9,7 @@ label} with positive / negative.
 """
 from xfer_t5x.tasks.sources import common
 from xfer_t5x.tasks.sources.base import STRING, line_records
-
-NLI_LABELS = ("entailment", "neutral", "contradiction")  # one order for MNLI, XNLI, ANLI, SNLI
-QQP_LABELS = ("not_duplicate", "duplicate")
-SST2_LABELS = ("negative", "positive")
+from xfer_t5x.tasks.templates import NLI_LABELS, QQP_LABELS, SST2_LABELS  # noqa: F401
 
 NLI_SCHEMA = {"id": STRING, "premise": STRING, "hypothesis": STRING, "label": STRING}
 QQP_SCHEMA = {"id": STRING, "question1": STRING, "question2": STRING, "label": STRING}

@@ -123,11 +123,32 @@ def text_of(row: Dict[str, Any], key: str) -> Optional[str]:
 
 
 @line_records()
-def read_schema_jsonl(f: FileText, counter: FileCounter, schema):
+def label_word(value, labels: Sequence[str]) -> Tuple[Optional[str], str]:
+  """(the label word, "") for a label given as a word of `labels` or as its index (an int, or a
+  string of digits that is not itself a label word); (None, why) otherwise. A template without a
+  label list (`labels` empty) takes any non-empty string."""
+  if isinstance(value, str) and value.strip() and (not labels or value.strip() in labels):
+    return value.strip(), ""
+  if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    value = int(value.strip())
+  if isinstance(value, int) and not isinstance(value, bool):
+    if labels and 0 <= value < len(labels):
+      return labels[value], ""
+    if not labels:
+      return None, (f"label {value} is a number, but the template has no label list to map it "
+                    "through: give label words, or a Template with labels=(...)")
+    return None, f"label {value} is outside 0..{len(labels) - 1} ({', '.join(labels)})"
+  expected = f"one of {', '.join(labels)} or 0..{len(labels) - 1}" if labels else "a word"
+  return None, f"label {value!r} is not {expected}"
+
+
+def read_schema_jsonl(f: FileText, counter: FileCounter, schema, labels: Sequence[str] = ()):
   """JSON lines whose objects carry a schema's fields (user-supplied data, e.g. translations).
 
   Args:
     schema: (field, kind) pairs, kinds as in sources.base (string, int, float, strings, ints).
+    labels: a classification template's label words: the `label` field may be a word or its
+      index (label_word); -1 or null means unlabeled (counted, not kept), as GLUE's test files.
   """
   checks = {"string": lambda v: isinstance(v, str) and v.strip() != "",
             "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -137,10 +158,17 @@ def read_schema_jsonl(f: FileText, counter: FileCounter, schema):
   schema = dict(schema)
   for line_no, obj in jsonl_rows(f, counter):
     row, why = {}, None
+    if labels and "label" in schema and obj.get("label", "") in (None, -1, "-1"):
+      counter.unlabeled(line_no, "no gold label")
+      continue
     for field, kind in schema.items():
       value = obj.get(field, str(line_no) if field == "id" else None)
       if field == "id" and value is not None:
         value = str(value)
+      if field == "label" and labels and value is not None:
+        value, why = label_word(value, labels)
+        if why:
+          break
       if value is None:
         why = f"missing field {field!r}"
         break

@@ -36,21 +36,30 @@ from xfer_t5x.runtime import trainer
 from xfer_t5x.runtime import vocab_setup
 from xfer_t5x.runtime.metrics_writer import log
 from xfer_t5x.runtime.partitioning import Partitioner, make_partitioner
+from xfer_t5x.tasks import registry
+from xfer_t5x.tasks import vocab as vocab_lib
 
 ON_EMPTY = ("error", "skip")
 
 
 def _vocabulary_and_tasks(names: Sequence[str]) -> seqio.Vocabulary:
-  """The vocabulary the tasks are registered with, registering the study's tasks if needed.
+  """The run's vocabulary, registering the study's tasks with it if a name is not registered.
 
   When every name is already registered (e.g. by the experiment runner, with its own data dir
-  and languages), the registration is left as it is and the tasks' own vocabulary is used.
+  and languages), the registration is left as it is and the run's vocabulary is the one it was
+  made with. Every task to evaluate (and every candidate pool) must use it.
   """
   known = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
-  if not all(n in known for n in names):
-    vocab_setup.setup_vocabulary_and_tasks()
-  first = examples_lib.expand_tasks(names)[0]
-  return seqio.get_mixture_or_task(first).output_features["targets"].vocabulary
+  if all(n in known for n in names):
+    vocabulary = vocab_lib.run_vocabulary()
+  else:
+    vocabulary = vocab_setup.setup_vocabulary_and_tasks()
+  for name in names:
+    registry.require_task(name)
+  eval_tasks = examples_lib.expand_tasks(names)
+  pools = [examples_lib.info_of(t).candidates_task for t in eval_tasks]
+  registry.check_vocabulary(eval_tasks + [p for p in pools if p], vocabulary)
+  return vocabulary
 
 
 def _one_task(runner: MeshRunner, name: str, split: str, vocabulary, pools, *, method, num_beams,

@@ -6,9 +6,12 @@
   xfer-t5x infer ... --input_file inputs.txt            # one input per line
   xfer-t5x infer ... --input_file pairs.jsonl --score   # {"inputs": ..., "targets": ...} per line
   xfer-t5x infer ... --input "q: ..." --target "Paris" --score
+  xfer-t5x infer ... --task my_nli --split validation -n 20   # a task's examples, as T5X infer
 
 Decoding prints {"inputs", "prediction", "score"}; `--score` prints {"inputs", "target",
 "score"} with the targets' log-likelihood. `--output PATH` also writes them as JSON lines.
+`--task NAME` takes the inputs (and targets) of a registered task's split instead, formatted by
+the task's template; the task must use the run's vocabulary, as for `train` and `eval`.
 """
 import json
 import os
@@ -30,6 +33,12 @@ def add_arguments(parser):
   parser.add_argument("--score", action="store_true",
                       help="score the targets given the inputs instead of decoding")
   parser.add_argument("--output", metavar="PATH", help="also write the results as JSON lines")
+  parser.add_argument("--task", metavar="NAME",
+                      help="read the inputs (and targets) from this registered task's split")
+  parser.add_argument("--split", default=None,
+                      help="with --task: the split (default: the task's eval split)")
+  parser.add_argument("-n", "--max_examples", type=int, default=None,
+                      help="with --task: at most this many examples")
   gin_utils.add_gin_arguments(parser)
 
 
@@ -77,14 +86,25 @@ def read_inputs(texts: List[str], files: List[str], targets: List[str],
 def run(args) -> int:
   from xfer_t5x.evaluation import inference  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime import distributed  # pylint: disable=g-import-not-at-top
-  try:
-    inputs, targets = read_inputs(args.input, args.input_file, args.target, args.score)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"xfer-t5x infer: {e}", file=sys.stderr)
+  if args.task and (args.input or args.input_file or args.target):
+    print("xfer-t5x infer: --task reads the inputs from the task; drop --input, --input_file "
+          "and --target, or drop --task", file=sys.stderr)
     return 2
+  if not args.task:
+    try:
+      inputs, targets = read_inputs(args.input, args.input_file, args.target, args.score)
+    except (ValueError, FileNotFoundError) as e:
+      print(f"xfer-t5x infer: {e}", file=sys.stderr)
+      return 2
   gin_utils.setup_gin_from_args(args)
+  if args.task:
+    inputs, gold = inference.task_texts(args.task, args.split, args.max_examples)
+    targets = gold if args.score else None
   distributed.initialize()
   records = inference.infer(inputs=inputs, targets=targets)
+  if args.task and not args.score:
+    for record, target in zip(records, gold):
+      record["target"] = target
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0:
     lines = [json.dumps(r, ensure_ascii=False) for r in records]

@@ -9,7 +9,7 @@ dict per input: inputs, prediction and score (decoding: the summed log-probabili
 length-normalised score for beam search), or inputs, target and score (scoring: the targets'
 log-likelihood).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import gin
 
@@ -34,6 +34,24 @@ def _tokenize(vocabulary, texts: Sequence[str], max_length: Optional[int], what:
       ids = ids[:max_length - 1]
     out.append(ids + [eos])
   return out
+
+
+def task_texts(name: str, split: Optional[str] = None,
+               max_examples: Optional[int] = None) -> Tuple[List[str], List[str]]:
+  """(inputs, targets) of a registered task's split, as its template writes them.
+
+  The study's tasks are registered with the run's vocabulary first; the task must use it
+  (registry.VocabularyMismatchError otherwise), as `train` and `eval` require.
+  """
+  from xfer_t5x.evaluation import examples as examples_lib  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.tasks import registry  # pylint: disable=g-import-not-at-top
+  vocabulary = vocab_setup.setup_vocabulary_and_tasks()
+  registry.require_task(name, split)
+  registry.check_vocabulary([name], vocabulary)
+  rows = examples_lib.load_examples(name, examples_lib.eval_split(name, split),
+                                    max_examples=max_examples)
+  return ([examples_lib.text(r["inputs_pretokenized"]) for r in rows],
+          [examples_lib.text(r["targets_pretokenized"]) for r in rows])
 
 
 @gin.configurable(denylist=["inputs", "targets", "model", "params"])

@@ -141,6 +141,11 @@ def add_gin_arguments(parser: argparse.ArgumentParser) -> None:
       "--gin_search_paths, then the current directory, then the packaged gin files "
       f"(e.g. models/mt5_tiny.gin); packaged files are in {gin_dir()}")
   group.add_argument(
+      "--module", action="append", default=[], metavar="NAME",
+      help="import this Python module before gin parses (e.g. one that registers your tasks with "
+      "add_task); repeatable or comma-separated; the current directory is searched last. A gin "
+      "file's `import NAME` does the same")
+  group.add_argument(
       "--gin_search_paths", action="append", default=[], metavar="DIR[,DIR...]",
       help="folders searched for --gin_file and for gin `include` statements, before the "
       "current directory and the packaged gin files (comma-separated or repeatable)")

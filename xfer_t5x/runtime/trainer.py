@@ -135,6 +135,7 @@ def train(model_dir: str = gin.REQUIRED,
     vocabulary = vocab_setup.setup_vocabulary_and_tasks()
     from xfer_t5x.tasks import registry  # pylint: disable=g-import-not-at-top
     registry.require_task(mixture_or_task_name, split)  # before anything is written
+    registry.check_vocabulary([mixture_or_task_name], vocabulary)
     partitioner = partitioner or make_partitioner()
     model = build_model(vocabulary, model_config)
     optimizer = Adafactor(model.logical_axes())
