@@ -111,3 +111,10 @@ def test_tasks_show_states_the_label_format_and_vocabulary(clean, local_vocab, t
   assert "labels: entailment, neutral, contradiction (a file may give the word or its index 0..2" \
       in out
   assert "vocabulary: the run's" in out
+
+
+def test_model_vocab_size_reads_only_local_files(local_vocab):
+  assert vocab.model_vocab_size(local_vocab, remote_default=-1) == local_vocab.vocab_size
+  # mT5's own file is never read offline: plan sizes the model from the known size.
+  assert vocab.model_vocab_size(vocab.default_vocabulary(), remote_default=250112) == 250112
+  assert "size not read" in vocab.describe(vocab.default_vocabulary())
