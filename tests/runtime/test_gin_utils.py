@@ -242,3 +242,32 @@ def test_a_misspelled_macro_is_refused_with_the_near_names(tmp_path):
   gin_utils.setup_gin(files, ["LEARNING_RATEE = 0.5"], finalize=False)
   gin.clear_config()
 
+
+
+def _shipped(folder):
+  return sorted(str(p.relative_to(gin_utils.gin_dir())) for p in (gin_utils.gin_dir() / folder)
+                .glob("*.gin"))
+
+
+@pytest.mark.parametrize("run_file", _shipped("runs") + _shipped("experiments"))
+def test_print_config_on_every_run_and_experiment_file(run_file, tmp_path, monkeypatch):
+  """Every shipped run and experiment file prints (macros, `@` references and scopes included):
+  the bindings alone parse back to the same config, and with the defaults they parse too."""
+  monkeypatch.chdir(tmp_path)
+  argv = ["--gin_file", run_file]
+  if run_file.startswith("runs/"):
+    argv = ["--gin_file", "models/mt5_tiny.gin"] + argv + ["--gin.MODEL_DIR=/tmp/x"]
+  texts = {}
+  for flags in ([], ["--no_defaults"]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+      assert print_config_cmd.main(argv + flags) == 0
+    texts[bool(flags)] = out.getvalue()
+  bound = gin.config_str()
+  gin.clear_config()
+  gin.parse_config(texts[True])
+  assert gin.config_str() == bound
+  gin.clear_config()
+  gin.parse_config(texts[False])
+  assert len(texts[False]) > len(texts[True])  # the unbound defaults were added
+  gin.clear_config()

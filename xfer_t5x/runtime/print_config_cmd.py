@@ -35,7 +35,7 @@ def _configurables_in_config() -> List[Tuple[str, object]]:
     seen.setdefault((scope, selector), registry[selector])
   for ref in gin.config.iterate_references(cfg):
     configurable = ref.configurable
-    scope = "/".join(ref.scope_components) if ref.scope_components else ""
+    scope = "/".join(ref.scopes)  # gin-config 0.5.0: the reference's scope components
     seen.setdefault((scope, configurable.selector), configurable)
   return [(scope, c) for (scope, _), c in sorted(seen.items())]
 
