@@ -130,17 +130,41 @@ def spans_from_ner_tags(tokens, tags) -> str:
   return NER_DELIMITER.join(pieces) if pieces else NER_NO_ENTITY
 
 
+# SentencePiece's `nmt_nfkc` rule (mT5's vocabulary) beyond NFKC, measured character by character
+# against sentencepiece 0.2's normalizer: C0/C1 controls vanish; these separators, invisible marks
+# (ZWNJ, LRM, RLM, the Arabic letter mark, BOM), U+2581 and U+FFFD become spaces (inside a word
+# they split it; at its edges they vanish); ZWJ is kept; the full-width tilde escapes NFKC.
+_NMT_DROP = [*range(0x01, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F, 0x8F, 0x9F]
+_NMT_SPACE = [0x09, 0x0A, 0x0C, 0x0D, 0x061C, 0x1680, 0x200B, 0x200C, 0x200E, 0x200F, 0x2028,
+              0x2029, 0x2581, 0xFEFF, 0xFFFD]
+_NMT_TABLE = {**{c: None for c in _NMT_DROP}, **{c: " " for c in _NMT_SPACE}}
+_NFKC_EXEMPT = "\uff5e"
+
+
+def vocabulary_normalize(text: str) -> str:
+  """`text` as mT5's SentencePiece vocabulary normalises it before tokenizing (nmt_nfkc, spaces
+  collapsed, none at the ends): what a model that copies the input exactly can generate."""
+  text = text.translate(_NMT_TABLE)
+  text = _NFKC_EXEMPT.join(unicodedata.normalize("NFKC", part)
+                           for part in text.split(_NFKC_EXEMPT))
+  return " ".join(part for part in text.split(" ") if part)
+
+
 def _key(text: str) -> str:
-  """Comparison form of a token or entity: NFKC (as mT5's vocabulary), whitespace collapsed."""
-  return " ".join(unicodedata.normalize("NFKC", text).split())
+  """Comparison form of a token or entity: normalised as the vocabulary normalises text."""
+  return vocabulary_normalize(text)
 
 
 def _occurrences(keys: List[str], entity: str) -> Iterable[Tuple[int, int]]:
-  """(start, end exclusive) of every run of tokens whose space-joined keys equal `entity`."""
+  """(start, end exclusive) of every run of tokens whose space-joined keys equal `entity` (a
+  token whose key is empty, e.g. a lone direction mark, joins nothing and starts nothing)."""
   for start in range(len(keys)):
+    if not keys[start]:
+      continue
     joined = ""
     for end in range(start, len(keys)):
-      joined = keys[end] if end == start else f"{joined} {keys[end]}"
+      if keys[end]:
+        joined = f"{joined} {keys[end]}" if joined else keys[end]
       if joined == entity:
         yield start, end + 1
         break
@@ -154,8 +178,9 @@ def ner_tags_from_spans(text, tokens, types: Iterable[str] = NER_TYPES,
 
   Each "TYPE: entity" piece is placed at the first occurrence of the entity's tokens after the
   previously placed entity (spans are listed in sentence order), else at the first occurrence
-  anywhere that does not overlap a placed entity. Tokens and entity text are compared after NFKC
-  normalisation with whitespace collapsed. When the same words occur twice, the earliest free
+  anywhere that does not overlap a placed entity. Tokens and entity text are compared as the
+  vocabulary normalises them (vocabulary_normalize: NFKC, ZWNJ and direction marks as spaces,
+  whitespace collapsed). When the same words occur twice, the earliest free
   occurrence after the previous entity wins (the format cannot say more).
 
   Args:
