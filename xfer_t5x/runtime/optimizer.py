@@ -1,19 +1,21 @@
 """Adafactor with T5X's settings, factored by logical axes, and the learning-rate schedules.
 
 T5X's fine-tuning recipe: no momentum, second-moment decay 1 - (t+1)^-0.8, update clipping at
-RMS 1.0, learning rate scaled by the parameter's RMS (at least 1e-3). Second moments of a
-parameter whose logical axes have both a row axis (embed) and a column axis (vocab, mlp,
-joined_kv, heads, kv) are factored into `v_row` (the column axes averaged away) and `v_col` (the
-row axes averaged away); everything else keeps a full `v`. Each statistic's logical axes are its
+RMS 1.0, learning rate scaled by the parameter's RMS (at least 1e-3). Which second moments are
+factored, and along which dims, follows T5X exactly (`Adafactor._plan`), so the state moves to and
+from T5X checkpoints as it is: a matrix is factored by size (`v_row` averages away its largest
+dim, `v_col` its second largest), a scanned or higher-rank parameter by the logical factor rules
+(row axis embed; column axes vocab, mlp, joined_kv, heads, kv; `layers` batched, with the RMS
+taken per layer); everything else keeps a full `v`. Each statistic's logical axes are its
 parameter's with the averaged axes dropped, so its sharding follows from the same rules.
 """
 import enum
-import math
 from typing import Callable, NamedTuple, Optional
 
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
@@ -62,8 +64,9 @@ def learning_rate_schedule(kind: str = "constant", base_learning_rate: float = 1
   raise ValueError(f"learning_rate_schedule.kind={kind!r}: use 'constant' or 'rsqrt'")
 
 
-def _rms(x):
-  return jnp.sqrt(jnp.mean(jnp.square(x)))
+def _rms(x, axes=None):
+  """Root mean square over `axes` (all when None), kept broadcastable to x."""
+  return jnp.sqrt(jnp.mean(jnp.square(x), axis=axes, keepdims=True))
 
 
 @gin.configurable
@@ -84,20 +87,40 @@ class Adafactor:
     self.min_dim_size_to_factor = min_dim_size_to_factor
     self.factor_rules = dict(STANDARD_FACTOR_RULES, **(factor_rules or {}))
 
-  # --- which dims are averaged away -----------------------------------------------------
-  def _dims(self, axes, shape):
-    """(row dims, column dims) if this parameter is factored, else None."""
-    if len(shape) < 2:
-      return None
+  # --- which dims are averaged away (T5X's adafactor `_parse_rule` and `_factored_dims`) --
+  def _plan(self, axes, shape):
+    """(dims the RMS of the update and of the parameter average over, (row dims, column dims)
+    if the second moment is factored, else None), decided as T5X decides it:
+
+    - each logical axis maps to ROW, COLUMN, BATCH or NONE through the factor rules; a parameter
+      without both a ROW and a COLUMN axis has neither;
+    - a parameter of rank <= 2 without a BATCH axis ignores the rules and uses T5X's size
+      heuristic: factored if its second largest dim is at least `min_dim_size_to_factor`,
+      `v_row` averaging away the largest dim (the later one on a tie) and `v_col` the other;
+    - otherwise (a scanned layer axis, or rank > 2) the rules decide, and the RMS is taken per
+      BATCH index (per layer).
+    """
+    ndim = len(shape)
+    axes = tuple(axes) + (None,) * (ndim - len(tuple(axes)))
     kinds = [self.factor_rules.get(a, FactorDim.NONE) if a else FactorDim.NONE for a in axes]
+    if FactorDim.ROW not in kinds or FactorDim.COLUMN not in kinds:
+      kinds = [FactorDim.NONE if k in (FactorDim.ROW, FactorDim.COLUMN) else k for k in kinds]
+    batched = tuple(i for i, k in enumerate(kinds) if k == FactorDim.BATCH)
+    averaging = tuple(i for i in range(ndim) if i not in batched)
+    if ndim <= 2 and not batched:
+      if ndim < 2:
+        return averaging, None
+      order = np.argsort(shape)  # as T5X: ties keep their order, so the later dim is "largest"
+      if shape[order[-2]] < self.min_dim_size_to_factor:
+        return averaging, None
+      return averaging, ((int(order[-2]),), (int(order[-1]),))
     rows = tuple(i for i, k in enumerate(kinds) if k == FactorDim.ROW)
     cols = tuple(i for i, k in enumerate(kinds) if k == FactorDim.COLUMN)
-    if not rows or not cols:
-      return None
-    size = lambda dims: math.prod(shape[d] for d in dims)
-    if min(size(rows), size(cols)) < self.min_dim_size_to_factor:
-      return None
-    return rows, cols
+    return averaging, ((rows, cols) if rows and cols else None)
+
+  def _dims(self, axes, shape):
+    """(row dims, column dims) if this parameter's second moment is factored, else None."""
+    return self._plan(axes, shape)[1]
 
   def _map(self, fn, *trees):
     return jax.tree_util.tree_map(fn, self.param_axes, *trees,
@@ -149,11 +172,12 @@ class Adafactor:
         v = decay * s.v + (1 - decay) * g2
         y = g * jax.lax.rsqrt(v)
         new = Full(v)
+      averaging = self._plan(tuple(axes), p.shape)[0]
       if self.clipping_threshold is not None:
-        y = y / jnp.maximum(1.0, _rms(y) / self.clipping_threshold)
+        y = y / jnp.maximum(1.0, _rms(y, averaging) / self.clipping_threshold)
       scale = lr
       if self.multiply_by_parameter_scale:
-        scale = lr * jnp.maximum(self.epsilon2, _rms(p.astype(jnp.float32)))
+        scale = lr * jnp.maximum(self.epsilon2, _rms(p.astype(jnp.float32), averaging))
       return -scale * y, new
 
     pairs = self._map(leaf, grads, state.stats, params)
