@@ -32,9 +32,15 @@ def _user_errors():
   from xfer_t5x.runtime.checkpoints import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime.gin_utils import UnknownMacroError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks.registry import UnknownTaskError  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime.initial_state import InitialStateError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks.registry import VocabularyMismatchError  # pylint: disable=g-import-not-at-top
   errors = [CheckpointMismatchError, FileNotFoundError, UnknownMacroError, UnknownTaskError,
-            VocabularyMismatchError, ModuleImportError]
+            VocabularyMismatchError, ModuleImportError, InitialStateError]
+  try:
+    from xfer_t5x.interop.t5x_state import OptimizerStateError  # pylint: disable=g-import-not-at-top
+    errors.append(OptimizerStateError)
+  except ImportError:
+    pass
   try:
     from xfer_t5x.interop.shapes import CheckpointShapeError  # pylint: disable=g-import-not-at-top
     errors.append(CheckpointShapeError)

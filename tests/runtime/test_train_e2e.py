@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -134,24 +135,30 @@ def test_refuses_checkpoint_of_another_model(demo_workspace, uninterrupted, tmp_
   assert "TRAIN_STEPS = 40" in (ref_dir / "config.gin").read_text()  # nor overwritten
 
 
-def test_finetune_starts_from_a_t5x_checkpoint(demo_workspace, tmp_path):
-  """INITIAL_CHECKPOINT: the checkpoint T5X itself wrote (../shared/data) starts the run; after
-  one Adafactor step (lr 1e-3 x parameter RMS) the parameters are still those of T5X."""
+def _from_real_t5x_checkpoint(demo_workspace, tmp_path, model_dir, steps, extra=()):
+  """The train command starting from the checkpoint T5X itself wrote (../shared/data), with a
+  vocabulary of its size: 320 pieces + 64 sentinels = its 384-row embedding."""
   from tests.conftest import shared_path  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks import demo_data, vocab  # pylint: disable=g-import-not-at-top
   ckpt = shared_path("t5x_checkpoint", "checkpoint_20")
-  want = dict(np.load(shared_path("t5x_checkpoint", "params_step20.npz")))
-  # 320 pieces + 64 sentinels = the checkpoint's 384-row embedding.
   spm = tmp_path / "spm320.model"
   english = [t for t in demo_data.demo_texts(demo_workspace["data_dir"]) if t.isascii()]
   vocab.build_local_vocabulary(english, str(spm), vocab_size=320)
   ws = dict(demo_workspace, vocab=str(spm))
+  cmd = _cmd(ws, model_dir, steps=steps, extra=(f"--gin.INITIAL_CHECKPOINT={ckpt}",
+                                                "--gin.default_vocabulary.extra_ids=64",
+                                                "--gin.DROPOUT_RATE=0.0", *extra))
+  return [c for c in cmd if c != "--gin.INITIAL_CHECKPOINT=None"]
+
+
+def test_finetune_starts_from_a_t5x_checkpoint(demo_workspace, tmp_path):
+  """INITIAL_CHECKPOINT: the checkpoint T5X itself wrote (../shared/data) starts the run; after
+  one Adafactor step (lr 1e-3 x parameter RMS) the parameters are still those of T5X."""
+  from tests.conftest import shared_path  # pylint: disable=g-import-not-at-top
+  want = dict(np.load(shared_path("t5x_checkpoint", "params_step20.npz")))
   model_dir = tmp_path / "model"
-  cmd = _cmd(ws, model_dir, steps=1, extra=(f"--gin.INITIAL_CHECKPOINT={ckpt}",
-                                            "--gin.default_vocabulary.extra_ids=64",
-                                            "--gin.DROPOUT_RATE=0.0"))
-  cmd = [c for c in cmd if c != "--gin.INITIAL_CHECKPOINT=None"]
-  proc = _run(cmd, cwd=tmp_path)
+  proc = _run(_from_real_t5x_checkpoint(demo_workspace, tmp_path, model_dir, steps=1),
+              cwd=tmp_path)
   assert "initialised from" in proc.stdout
   got = _params(model_dir, 1)
   assert got.keys() == want.keys()
@@ -159,6 +166,72 @@ def test_finetune_starts_from_a_t5x_checkpoint(demo_workspace, tmp_path):
     rms = float(np.sqrt(np.mean(want[k] ** 2)))
     change = float(np.max(np.abs(got[k] - want[k])))
     assert change <= 2e-3 * max(rms, 1e-3) + 1e-7, (k, change, rms)
+
+
+def _opt_v(model_dir, step):
+  """{param path: Adafactor v} saved at `step`, read straight from the Orbax checkpoint."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  path = str(pathlib.Path(model_dir) / f"checkpoint_{step}" / "state")
+  checkpointer = ocp.PyTreeCheckpointer()
+  meta = checkpointer.metadata(path)
+  meta = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+  tree = checkpointer.restore(path, restore_args=jax.tree_util.tree_map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta))
+  flat = {}
+  for keys, value in jax.tree_util.tree_flatten_with_path(tree["opt_state"])[0]:
+    names = [str(getattr(k, "key", getattr(k, "idx", k))) for k in keys]
+    if names[-1] in ("v", "0") and "stats" in names[0]:
+      flat["/".join(names[1:-1])] = value
+  return flat, int(np.asarray(tree["step"]))
+
+
+def test_finetune_continues_t5xs_train_state(demo_workspace, tmp_path):
+  """train.initial_state = 'train_state': the run continues at the T5X checkpoint's step 20 with
+  its Adafactor statistics (one step later every v is at least decay x the imported v, which a
+  fresh optimizer's is not); a TRAIN_STEPS not beyond step 20 is refused before anything is
+  written."""
+  from xfer_t5x.interop import t5x_state  # pylint: disable=g-import-not-at-top
+  from tests.conftest import shared_path  # pylint: disable=g-import-not-at-top
+  refused_dir = tmp_path / "refused"
+  cmd = _from_real_t5x_checkpoint(demo_workspace, tmp_path, refused_dir, steps=20,
+                                  extra=("--gin.train.initial_state=train_state",))
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=600)
+  assert proc.returncode == 2 and "not beyond the step 20" in proc.stderr, proc.stderr[-2000:]
+  assert not refused_dir.exists()
+  model_dir = tmp_path / "model"
+  proc = _run(_from_real_t5x_checkpoint(demo_workspace, tmp_path, model_dir, steps=21,
+                                        extra=("--gin.train.initial_state=train_state",)),
+              cwd=tmp_path)
+  assert "T5X's Adafactor state and step 20" in proc.stdout + proc.stderr
+  assert not (model_dir / "checkpoint_1").exists()
+  got, step = _opt_v(model_dir, 21)
+  assert step == 21
+  _, sources = t5x_state._legacy_state(str(shared_path("t5x_checkpoint", "checkpoint_20")))  # pylint: disable=protected-access
+  imported = {name[:-2]: np.asarray(src.read(())) for name, src in sources.items()
+              if name.endswith("/v")}
+  assert got.keys() == imported.keys()
+  decay = 1.0 - 21.0 ** -0.8  # Adafactor's decay at count 20
+  for name, v20 in imported.items():
+    assert np.all(got[name] >= decay * v20 * (1 - 1e-5)), name
+    assert not np.array_equal(got[name], v20), name
+
+
+def test_a_run_continues_another_runs_train_state(demo_workspace, uninterrupted, tmp_path):
+  """This library's own checkpoint as the initial train state (a grid's target phase after its
+  intermediate phase): parameters, Adafactor state and step 40 continue in a new model dir."""
+  ref_dir, _ = uninterrupted
+  model_dir = tmp_path / "model"
+  cmd = _cmd(demo_workspace, model_dir, steps=STEPS + 2,
+             extra=(f"--gin.INITIAL_CHECKPOINT={ref_dir / f'checkpoint_{STEPS}'}",
+                    "--gin.train.initial_state=train_state"))
+  proc = _run([c for c in cmd if c != "--gin.INITIAL_CHECKPOINT=None"], cwd=tmp_path)
+  assert f"optimizer state and step {STEPS}" in proc.stdout + proc.stderr
+  before, _ = _opt_v(ref_dir, STEPS)
+  after, step = _opt_v(model_dir, STEPS + 2)
+  assert step == STEPS + 2 and before.keys() == after.keys()
+  decay = 1.0 - (STEPS + 2.0) ** -0.8  # the second step's decay: v keeps most of what it had
+  for name, v in before.items():
+    assert np.all(after[name] >= decay * (1.0 - 1.0 / (STEPS + 1.0) ** 0.8) * v * 0.999), name
 
 
 @pytest.mark.parametrize("damaged", ["array", "state/_METADATA", "extra/metadata"])

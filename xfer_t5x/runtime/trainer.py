@@ -9,6 +9,7 @@ exiting cleanly).
 """
 import dataclasses
 import hashlib
+import os
 import time
 from typing import Dict, Mapping, Optional
 
@@ -111,6 +112,7 @@ def train(model_dir: str = gin.REQUIRED,
           async_checkpointing: bool = True,
           log_every: int = 50,
           initial_checkpoint: Optional[str] = None,
+          initial_state: str = "params",
           peak_flops_per_device: Optional[float] = None) -> TrainResult:
   """Trains `train_steps` steps in total (a restart continues where the last checkpoint left).
 
@@ -121,8 +123,11 @@ def train(model_dir: str = gin.REQUIRED,
     train_steps: the step to stop at (absolute, as T5X).
     batch_size: global batch in sequences (packed), split over the data-parallel devices.
     initial_checkpoint: used only when model_dir has no checkpoint: a T5X checkpoint dir
-      (legacy or Orbax), a Hugging Face mT5 dir, or an xfer_t5x checkpoint_<step> dir; its
-      parameters start the run with a fresh optimizer at step 0.
+      (legacy or Orbax), a Hugging Face mT5 dir, or an xfer_t5x checkpoint_<step> dir.
+    initial_state: what the initial checkpoint gives (runtime/initial_state.py): "params" (its
+      parameters, a fresh optimizer at step 0) or "train_state" (parameters, optimizer state and
+      step, as T5X fine-tunes: `train_steps` then counts on from the checkpoint's step, e.g.
+      1_000_000 + n for the public mT5 checkpoints); the data position is never restored.
     peak_flops_per_device: the peak MFU is stated against; None: the device table, or on CPU
       a dense float32 matmul measured once at start-up.
   """
@@ -131,6 +136,8 @@ def train(model_dir: str = gin.REQUIRED,
   preemption = ckpt_lib.PreemptionFlag()
   preemption.install()
   checkpointer = writer = None
+  new_model_dir = _is_local(model_dir) and not os.path.exists(model_dir)
+  started = False  # set once config.gin is written: from then on the model dir is the run's
   try:
     vocabulary = vocab_setup.setup_vocabulary_and_tasks()
     from xfer_t5x.tasks import registry  # pylint: disable=g-import-not-at-top
@@ -151,16 +158,22 @@ def train(model_dir: str = gin.REQUIRED,
       data_state = (extra or {}).get("data")
       log("resumed from %s/checkpoint_%d", model_dir, latest)
     elif initial_checkpoint:
-      from xfer_t5x import interop  # pylint: disable=g-import-not-at-top
-      params = interop.load_pretrained(
-          initial_checkpoint, model.config,
-          ts.state_shardings(model, optimizer, partitioner).params)
-      state = ts.state_from_params(params, model, optimizer, partitioner)
-      log("initialised from %s", initial_checkpoint)
+      from xfer_t5x.runtime import initial_state as initial_lib  # pylint: disable=g-import-not-at-top
+      state, message = initial_lib.from_checkpoint(initial_checkpoint, initial_state, model,
+                                                   optimizer, partitioner)
+      if int(state.step) >= train_steps:
+        raise initial_lib.InitialStateError(
+            f"train.train_steps={train_steps} is not beyond the step {int(state.step)} that "
+            f"{initial_checkpoint} continues from (train.initial_state='train_state'): "
+            "TRAIN_STEPS is the step to stop at, so give the checkpoint's step plus the steps "
+            f"to train (e.g. {int(state.step) + 1000}), or use --gin.train.initial_state=params "
+            "to count from 0")
+      log("%s", message)
     else:
       state = ts.init_state(model, optimizer, partitioner, jax.random.PRNGKey(seed))
     start_step = int(state.step)
     # Written only once the model dir's checkpoint (if any) is known to fit this model.
+    started = True
     if jax.process_index() == 0:
       gin_utils.write_operative_config(model_dir)
       gin_utils.write_model_info(model_dir, model_info.lines(model, optimizer, partitioner))
@@ -228,4 +241,21 @@ def train(model_dir: str = gin.REQUIRED,
       checkpointer.close()
     if writer is not None:
       writer.close()
+    if new_model_dir and not started:  # refused during setup: leave no empty model dir behind
+      _remove_empty_dirs(model_dir)
   return TrainResult(model_dir, step, last, preempted)
+
+
+def _is_local(path) -> bool:
+  return "://" not in str(path)
+
+
+def _remove_empty_dirs(path) -> None:
+  """Removes `path` if it holds only empty folders (what opening a checkpoint manager makes)."""
+  for root, dirs, files in os.walk(path, topdown=False):
+    if files:
+      return
+    for d in dirs:
+      if os.path.isdir(os.path.join(root, d)):
+        return
+    os.rmdir(root)
