@@ -234,6 +234,34 @@ def test_a_run_continues_another_runs_train_state(demo_workspace, uninterrupted,
     assert np.all(after[name] >= decay * (1.0 - 1.0 / (STEPS + 1.0) ** 0.8) * v * 0.999), name
 
 
+def test_a_run_exported_to_t5x_keeps_its_train_state(uninterrupted, tmp_path):
+  """`convert --from orbax --to t5x` of a training run's checkpoint: T5X's legacy layout with the
+  step and every Adafactor statistic, which reads back (parameters and state) to the same
+  values."""
+  from xfer_t5x.interop import t5x, t5x_state  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.model import scan  # pylint: disable=g-import-not-at-top
+  ref_dir, _ = uninterrupted
+  out = tmp_path / "t5x" / f"checkpoint_{STEPS}"
+  proc = _run([sys.executable, "-m", "xfer_t5x", "convert", "--from", "orbax", "--to", "t5x",
+               "--src", str(ref_dir / f"checkpoint_{STEPS}"), "--dst", str(out),
+               "--model_size", "tiny"], cwd=tmp_path)
+  assert f"with the Adafactor state of step {STEPS}" in proc.stdout
+  step, sources = t5x_state._legacy_state(str(out))  # pylint: disable=protected-access
+  assert step == STEPS
+  exported = {name[:-2]: np.asarray(src.read(())) for name, src in sources.items()
+              if name.endswith("/v")}
+  ours, _ = _opt_v(ref_dir, STEPS)
+  assert exported.keys() == ours.keys()
+  for name, v in ours.items():
+    np.testing.assert_array_equal(exported[name], v, err_msg=name)
+  from tests.interop.hf_helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  want = _params(ref_dir, STEPS)
+  vocab_rows = want["token_embedder/embedding"].shape[0]
+  params = scan.flatten(t5x.load_t5x_checkpoint(str(out), tiny_config(vocab_size=vocab_rows)))
+  for name, value in want.items():
+    np.testing.assert_array_equal(params[name], value, err_msg=name)
+
+
 @pytest.mark.parametrize("damaged", ["array", "state/_METADATA", "extra/metadata"])
 def test_damaged_latest_checkpoint_is_moved_aside_and_the_previous_one_resumes(
     demo_workspace, uninterrupted, tmp_path, damaged):

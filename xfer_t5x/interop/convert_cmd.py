@@ -8,7 +8,9 @@ Formats: `hf` = a folder with config.json and model.safetensors (read also: shar
 pytorch_model.bin, flax_model.msgpack); `t5x` = T5X's legacy folder (msgpack `checkpoint` +
 zarr arrays; reading also accepts T5X's Orbax layout); `orbax` = the runtime's checkpoint
 `<model_dir>/checkpoint_<step>` (Orbax item `state` = `{"params": ...}`), which training can
-start from.
+start from. Converting to t5x keeps the source's train state where it has one (a training
+run's checkpoint, or a T5X checkpoint): the step and the Adafactor statistics, as T5X writes
+them, so T5X (or `train.initial_state = 'train_state'`) continues it.
 
 The model size comes from `--model_size` or `--gin_file` (the checkpoint must fit it; the error
 names the size it looks like), or, given neither, from the checkpoint itself. The vocabulary
@@ -38,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--model_size", default=None,
                       help="a known size (gin/models/mt5_<size>.gin: tiny, mini, small, base, "
                       "large, xl, xxl); or use --gin_file")
-  parser.add_argument("--step", type=int, default=0,
-                      help="training step recorded in a t5x checkpoint (default 0)")
+  parser.add_argument("--step", type=int, default=None,
+                      help="training step recorded in a t5x checkpoint (default: the source's "
+                      "step where it holds a train state, else 0)")
   gin_utils.add_gin_arguments(parser)
 
 
@@ -73,6 +76,29 @@ def resolve_config(args, src_shapes=None, hf_config=None):
   return shapes.config_from_shapes(src_shapes)
 
 
+def optimizer_state(src: str, config):
+  """(step, AdafactorState as numpy) of the source's train state (this library's checkpoint or
+  a T5X one with `param_states`), or None where it holds parameters only."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.interop import t5x_state  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.model.api import EncoderDecoderModel  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime import initial_state, train_state  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime.optimizer import Adafactor  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime.partitioning import make_partitioner  # pylint: disable=g-import-not-at-top
+  if config.scan_layers:
+    logging.warning("%s: the optimizer state of a scanned layout is not converted", src)
+    return None
+  model = EncoderDecoderModel(config)
+  optimizer = Adafactor(model.logical_axes())
+  try:
+    state, _ = initial_state.from_checkpoint(src, "train_state", model, optimizer,
+                                             make_partitioner())
+  except (initial_state.InitialStateError, t5x_state.OptimizerStateError) as e:
+    logging.info("no optimizer state converted: %s", e)
+    return None
+  return int(state.step), jax.tree_util.tree_map(np.asarray, state.opt_state)
+
+
 def convert(args) -> str:
   """Runs one conversion; returns a one-line summary."""
   from xfer_t5x.interop import hf, shapes, t5x, writers  # pylint: disable=g-import-not-at-top
@@ -87,16 +113,22 @@ def convert(args) -> str:
     params = t5x.load_t5x_checkpoint(args.src, config)
   flat = scan.flatten(params)
   count = sum(int(np.prod(v.shape)) for v in flat.values())
+  note = ""
   if args.dst_format == "hf":
     hf.save_hf(params, config, args.dst)
   elif args.dst_format == "t5x":
-    writers.save_t5x_checkpoint(params, args.dst, step=args.step)
+    train = optimizer_state(args.src, config) if args.src_format != "hf" else None
+    step = args.step if args.step is not None else (train[0] if train else 0)
+    writers.save_t5x_checkpoint(params, args.dst, step=step,
+                                opt_state=train[1] if train else None)
+    if train:
+      note = f" with the Adafactor state of step {train[0]}"
   else:
     writers.save_params_orbax(params, args.dst, extra={
         "converted_from": f"{args.src_format}:{args.src}"})
   arch = shapes.describe(shapes.architecture_of({k: v.shape for k, v in flat.items()}))
   return (f"converted {len(flat)} parameters ({count:,} values; {arch}) from "
-          f"{args.src_format} {args.src} to {args.dst_format} {args.dst}")
+          f"{args.src_format} {args.src} to {args.dst_format} {args.dst}{note}")
 
 
 def run(args) -> int:
