@@ -157,8 +157,8 @@ def test_finetune_starts_from_a_t5x_checkpoint(demo_workspace, tmp_path):
   from tests.conftest import shared_path  # pylint: disable=g-import-not-at-top
   want = dict(np.load(shared_path("t5x_checkpoint", "params_step20.npz")))
   model_dir = tmp_path / "model"
-  proc = _run(_from_real_t5x_checkpoint(demo_workspace, tmp_path, model_dir, steps=1),
-              cwd=tmp_path)
+  proc = _run(_from_real_t5x_checkpoint(demo_workspace, tmp_path, model_dir, steps=1,
+                                        extra=("--gin.INITIAL_STATE=params",)), cwd=tmp_path)
   assert "initialised from" in proc.stdout
   got = _params(model_dir, 1)
   assert got.keys() == want.keys()
@@ -194,13 +194,13 @@ def test_finetune_continues_t5xs_train_state(demo_workspace, tmp_path):
   from tests.conftest import shared_path  # pylint: disable=g-import-not-at-top
   refused_dir = tmp_path / "refused"
   cmd = _from_real_t5x_checkpoint(demo_workspace, tmp_path, refused_dir, steps=20,
-                                  extra=("--gin.train.initial_state=train_state",))
+                                  extra=("--gin.INITIAL_STATE=train_state",))
   proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=600)
   assert proc.returncode == 2 and "not beyond the step 20" in proc.stderr, proc.stderr[-2000:]
   assert not refused_dir.exists()
   model_dir = tmp_path / "model"
   proc = _run(_from_real_t5x_checkpoint(demo_workspace, tmp_path, model_dir, steps=21,
-                                        extra=("--gin.train.initial_state=train_state",)),
+                                        extra=("--gin.INITIAL_STATE=train_state",)),
               cwd=tmp_path)
   assert "T5X's Adafactor state and step 20" in proc.stdout + proc.stderr
   assert not (model_dir / "checkpoint_1").exists()
@@ -223,7 +223,7 @@ def test_a_run_continues_another_runs_train_state(demo_workspace, uninterrupted,
   model_dir = tmp_path / "model"
   cmd = _cmd(demo_workspace, model_dir, steps=STEPS + 2,
              extra=(f"--gin.INITIAL_CHECKPOINT={ref_dir / f'checkpoint_{STEPS}'}",
-                    "--gin.train.initial_state=train_state"))
+                    "--gin.INITIAL_STATE=train_state"))
   proc = _run([c for c in cmd if c != "--gin.INITIAL_CHECKPOINT=None"], cwd=tmp_path)
   assert f"optimizer state and step {STEPS}" in proc.stdout + proc.stderr
   before, _ = _opt_v(ref_dir, STEPS)

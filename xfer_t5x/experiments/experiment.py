@@ -348,6 +348,9 @@ def _training_bindings(model_dir, task, steps, batch, lengths, init, seed) -> Tu
           f"BATCH_SIZE = {int(batch)}",
           f"TASK_FEATURE_LENGTHS = {_gin_value(dict(lengths))}",
           f"INITIAL_CHECKPOINT = {_gin_value(init)}",
+          # Each phase starts a fresh optimizer at step 0 from the previous phase's (or the
+          # pretrained) parameters, as intermediate-task studies train; TRAIN_STEPS = steps.
+          "train.initial_state = 'params'",
           f"train.seed = {int(seed)}")
 
 
