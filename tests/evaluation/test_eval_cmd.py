@@ -125,3 +125,19 @@ def test_infer_decodes_and_scores(run, tmp_path):
   assert all(s["score"] < 0 for s in scored) and scored[0]["score"] != scored[1]["score"]
   bad = _cli("infer", *common, "--input", text, "--score", check=False)
   assert bad.returncode == 2 and "needs a target for every input" in bad.stderr
+
+
+def test_t5x_checkpoint_path_and_eval_output_dir(run, tmp_path):
+  """T5X's CHECKPOINT_PATH names the checkpoint and EVAL_OUTPUT_DIR where the results go; the
+  model dir is left as it was."""
+  before = (run["dir"] / "summary.json").read_bytes()
+  out = tmp_path / "eval_out"
+  _cli("eval", "--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/eval.gin",
+       f"--gin.CHECKPOINT_PATH={run['dir'] / 'checkpoint_15'}", f"--gin.EVAL_OUTPUT_DIR={out}",
+       f"--gin.default_vocabulary.path={run['spm']}", f"--gin.register_tasks.data_dir={run['root']}",
+       f"--gin.register_tasks.languages={{'xnli': {LANGS}}}", "--gin.EVAL_TASKS=['xnli.de']",
+       "--gin.MAX_EXAMPLES=3", "--gin.BATCH_SIZE=4")
+  summary = json.loads((out / "summary.json").read_text())
+  assert list(summary["steps"]) == ["15"] and "xnli.de" in summary["steps"]["15"]["tasks"]
+  assert (out / "inference_eval" / "xnli.de-15.jsonl").exists()
+  assert (run["dir"] / "summary.json").read_bytes() == before

@@ -84,8 +84,26 @@ def _one_task(runner: MeshRunner, name: str, split: str, vocabulary, pools, *, m
                    "retrieve")
 
 
+def _split_checkpoint_path(path: str, model_dir: Optional[str], step: Optional[int]):
+  """(model dir, step) of a `<model_dir>/checkpoint_<step>` path, checked against the model dir
+  and step when those are bound too."""
+  path = str(path).rstrip("/")
+  name = path.rsplit("/", 1)[-1]
+  if not name.startswith("checkpoint_") or not name[len("checkpoint_"):].isdigit():
+    raise ValueError(f"evaluate: checkpoint_path={path!r} (CHECKPOINT_PATH) must name a "
+                     "<model_dir>/checkpoint_<step> folder, e.g. /tmp/run/checkpoint_20000")
+  folder, found = path[:-len(name) - 1] or "/", int(name[len("checkpoint_"):])
+  if model_dir and str(model_dir).rstrip("/") != folder:
+    raise ValueError(f"evaluate: checkpoint_path={path!r} is not in model_dir={model_dir!r}; "
+                     "bind one of CHECKPOINT_PATH or MODEL_DIR")
+  if step is not None and int(step) != found:
+    raise ValueError(f"evaluate: checkpoint_path={path!r} is step {found}, but step={step} is "
+                     "bound too; bind one of CHECKPOINT_PATH or CHECKPOINT_STEP")
+  return folder, found
+
+
 @gin.configurable(denylist=["model", "params"])
-def evaluate(model_dir: Optional[str] = gin.REQUIRED,
+def evaluate(model_dir: Optional[str] = None,
              tasks: Union[str, Sequence[str]] = gin.REQUIRED,
              step: Optional[int] = None,
              *,
@@ -102,7 +120,9 @@ def evaluate(model_dir: Optional[str] = gin.REQUIRED,
              retrieval_k: int = 20,
              split: Optional[str] = None,
              on_empty: str = "error",
-             write: bool = True) -> Dict[str, Dict[str, float]]:
+             write: bool = True,
+             checkpoint_path: Optional[str] = None,
+             output_dir: Optional[str] = None) -> Dict[str, Dict[str, float]]:
   """Evaluates a checkpoint (or given params) on tasks and mixtures; returns their metrics.
 
   Args:
@@ -129,19 +149,26 @@ def evaluate(model_dir: Optional[str] = gin.REQUIRED,
     on_empty: a task without examples in its split is an "error" (default) or is "skip"ped
       with a warning.
     write: write the model-dir files (process 0 only).
+    checkpoint_path: T5X's way to name the checkpoint: a `<model_dir>/checkpoint_<step>` folder,
+      instead of `model_dir` and `step` (gin: CHECKPOINT_PATH).
+    output_dir: where the predictions, metrics and summary go (T5X's EVAL_OUTPUT_DIR; default:
+      the model dir).
 
   Returns:
     {task: {metric: value}} for every eval task (values as the task's metrics give them:
     percent for the study's metrics).
   """
+  if checkpoint_path:
+    model_dir, step = _split_checkpoint_path(checkpoint_path, model_dir, step)
   if on_empty not in ON_EMPTY:
     raise ValueError(f"evaluate: on_empty={on_empty!r}; choose one of {ON_EMPTY}")
   names = [tasks] if isinstance(tasks, str) else list(tasks)
   if not names:
     raise ValueError("evaluate: no tasks given; name tasks or mixtures (e.g. ['xnli_zeroshot'])")
   if model_dir is None and (params is None or write):
-    raise ValueError("evaluate: model_dir is required (to read the checkpoint and write the "
-                     "results); only evaluate(params=..., write=False) can go without one")
+    raise ValueError("evaluate: no checkpoint named: bind MODEL_DIR (the model dir holding "
+                     "checkpoint_<step>/) or T5X's CHECKPOINT_PATH (.../checkpoint_<step>); only "
+                     "evaluate(params=..., write=False) can go without one")
   vocabulary = _vocabulary_and_tasks(names)
   eval_tasks = examples_lib.expand_tasks(names)
   partitioner = partitioner or make_partitioner()
@@ -178,8 +205,9 @@ def evaluate(model_dir: Optional[str] = gin.REQUIRED,
     log("%s/%s: %d examples, %s (%.1fs)", name, task_split, result.num_examples, shown,
         time.time() - start)
 
+  out_dir = output_dir or model_dir
   if write and jax.process_index() == 0 and results:
-    summary = summary_lib.write_all(model_dir, results, step, checkpoint)
+    summary = summary_lib.write_all(out_dir, results, step, checkpoint)
     log("\n".join(summary_lib.render_step(str(step), summary["steps"][str(step)])))
-    log("written: %s", summary_lib.model_path(model_dir) / summary_lib.SUMMARY_TXT)
+    log("written: %s", summary_lib.model_path(out_dir) / summary_lib.SUMMARY_TXT)
   return {r.task: dict(r.metrics) for r in results}

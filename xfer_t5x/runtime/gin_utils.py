@@ -242,23 +242,41 @@ def setup_gin(files: Sequence[str] = (), bindings: Sequence[str] = (),
     raise RuntimeError("gin config is already finalized; call gin.clear_config() first")
   _register_search_paths(search_paths)
   resolved = [resolve_gin_file(f, search_paths) for f in files]
-  if not check_macros:
-    gin.parse_config_files_and_bindings(
-        resolved, list(bindings), finalize_config=finalize, skip_unknown=skip_unknown)
-    return
   gin.parse_config_files_and_bindings(resolved, [], finalize_config=False,
                                       skip_unknown=skip_unknown)
-  _check_macros(bindings, files)
+  bindings = _t5x_aliases(bindings)
+  if check_macros:
+    _check_macros(bindings, files)
   gin.parse_config_files_and_bindings([], list(bindings), finalize_config=finalize,
                                       skip_unknown=skip_unknown)
 
 
 _MACRO_BINDING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
+# T5X's macro names, bound on the command line as T5X users type them: each binds this library's
+# macro where the files define ours and not T5X's.
+T5X_MACROS = {"INITIAL_CHECKPOINT_PATH": "INITIAL_CHECKPOINT"}
+
+
+def _defined_macros() -> List[str]:
+  return sorted(name for name, selector in gin.config._CONFIG  # pylint: disable=protected-access
+                if selector == "gin.macro")
+
+
+def _t5x_aliases(bindings: Sequence[str]) -> List[str]:
+  defined = set(_defined_macros())
+  out = []
+  for binding in bindings:
+    m = _MACRO_BINDING.match(binding)
+    ours = T5X_MACROS.get(m.group(1)) if m else None
+    if ours and ours in defined and m.group(1) not in defined:
+      binding = ours + binding[m.end(1):]
+    out.append(binding)
+  return out
+
 
 def _check_macros(bindings: Sequence[str], files: Sequence[str]) -> None:
-  defined = sorted(name for name, selector in gin.config._CONFIG  # pylint: disable=protected-access
-                   if selector == "gin.macro")
+  defined = _defined_macros()
   used = " ".join(bindings)
   for binding in bindings:
     m = _MACRO_BINDING.match(binding)

@@ -113,6 +113,7 @@ def train(model_dir: str = gin.REQUIRED,
           log_every: int = 50,
           initial_checkpoint: Optional[str] = None,
           initial_state: str = "params",
+          use_cached: bool = False,
           peak_flops_per_device: Optional[float] = None) -> TrainResult:
   """Trains `train_steps` steps in total (a restart continues where the last checkpoint left).
 
@@ -128,6 +129,7 @@ def train(model_dir: str = gin.REQUIRED,
       parameters, a fresh optimizer at step 0) or "train_state" (parameters, optimizer state and
       step, as T5X fine-tunes: `train_steps` then counts on from the checkpoint's step, e.g.
       1_000_000 + n for the public mT5 checkpoints); the data position is never restored.
+    use_cached: read SeqIO's offline cache of the task (T5X's USE_CACHED_TASKS).
     peak_flops_per_device: the peak MFU is stated against; None: the device table, or on CPU
       a dense float32 matmul measured once at start-up.
   """
@@ -184,7 +186,7 @@ def train(model_dir: str = gin.REQUIRED,
     iterator = data_lib.DataIterator.from_task(
         mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,
         split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack,
-        shard_id=layout.shard_id, num_shards=layout.num_shards)
+        shard_id=layout.shard_id, num_shards=layout.num_shards, use_cached=use_cached)
     if data_state is not None:
       log_every_process("%s", iterator.restore(data_state, checkpointer.input_iterator_dir(latest)))
 
