@@ -174,6 +174,30 @@ class RunVocabulary(seqio.Vocabulary):
     return f"RunVocabulary(now {describe(self.resolved)})"
 
 
+class VocabularyFileError(ValueError):
+  """The run's vocabulary file cannot be read as a SentencePiece model."""
+
+
+def check_readable(vocabulary: seqio.Vocabulary) -> None:
+  """Refuses a local SentencePiece file that is missing or not a SentencePiece model, naming it
+  and the binding (a remote file is read when first used)."""
+  path = getattr(vocabulary, "sentencepiece_model_file", None)
+  if path is None or "://" in path:
+    return
+  fix = ("bind default_vocabulary.path to a SentencePiece .model file (mT5's: "
+         f"{MT5_VOCAB_PATH}; offline, build one with xfer_t5x.tasks.build_local_vocabulary)")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"the run's vocabulary {path} (default_vocabulary.path) does not "
+                            f"exist; {fix}")
+  try:
+    vocabulary.tokenizer  # pylint: disable=pointless-statement
+  except Exception as e:  # pylint: disable=broad-except
+    raise VocabularyFileError(
+        f"the run's vocabulary {path} (default_vocabulary.path) is not a SentencePiece model "
+        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}); "
+        f"{fix}") from None
+
+
 def resolve(vocabulary: Optional[seqio.Vocabulary]) -> Optional[seqio.Vocabulary]:
   """The vocabulary itself, or the one a RunVocabulary stands for now."""
   return vocabulary.resolved if isinstance(vocabulary, RunVocabulary) else vocabulary

@@ -34,8 +34,14 @@ def _user_errors():
   from xfer_t5x.tasks.registry import UnknownTaskError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime.initial_state import InitialStateError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks.registry import VocabularyMismatchError  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.tasks.vocab import VocabularyFileError  # pylint: disable=g-import-not-at-top
   errors = [CheckpointMismatchError, FileNotFoundError, UnknownMacroError, UnknownTaskError,
-            VocabularyMismatchError, ModuleImportError, InitialStateError]
+            VocabularyMismatchError, ModuleImportError, InitialStateError, VocabularyFileError]
+  try:
+    from xfer_t5x.evaluation.examples import EmptyTaskError  # pylint: disable=g-import-not-at-top
+    errors.append(EmptyTaskError)
+  except ImportError:
+    pass
   try:
     from xfer_t5x.interop.t5x_state import OptimizerStateError  # pylint: disable=g-import-not-at-top
     errors.append(OptimizerStateError)
@@ -92,6 +98,17 @@ def import_modules(modules):
           "its folder, or add the folder to PYTHONPATH.") from None
 
 
+def _is_user_error(e, errors) -> bool:
+  """A user error, or one task's failed evaluation whose cause is one (named in the message)."""
+  if isinstance(e, errors):
+    return True
+  try:
+    from xfer_t5x.evaluation.evaluator import TaskEvaluationError  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return False
+  return isinstance(e, TaskEvaluationError) and isinstance(e.__cause__, errors)
+
+
 def build_parser(argv):
   parser = argparse.ArgumentParser(prog="xfer-t5x", description=__doc__.splitlines()[0],
                                    epilog=MODULE_HELP)
@@ -125,7 +142,7 @@ def main(argv=None):
     import_modules(modules)
     return int(args._run(args) or 0)
   except Exception as e:  # pylint: disable=broad-except
-    if not isinstance(e, _user_errors()):
+    if not _is_user_error(e, _user_errors()):
       raise
     print(f"xfer-t5x {args.command}: error: {e}", file=sys.stderr)
     return 2

@@ -249,3 +249,27 @@ def test_summary_updates_steps_and_agrees_with_metrics_lines(tmp_path):
   for r in first:
     path = tmp_path / "inference_eval" / f"{r.task}-10.jsonl"
     assert [json.loads(x) for x in path.read_text().splitlines()] == r.records
+
+
+@pytest.mark.slow
+def test_a_failing_task_keeps_the_tasks_evaluated_before_it(env, tmp_path):
+  """The second task's file is broken: the evaluation stops naming it, and the first task's
+  predictions and metrics are already on disk."""
+  from xfer_t5x.evaluation.evaluator import TaskEvaluationError  # pylint: disable=g-import-not-at-top
+  good, broken = tmp_path / "good.jsonl", tmp_path / "broken.jsonl"
+  good.write_text("".join(json.dumps({"premise": s, "hypothesis": s, "label": i % 3}) + "\n"
+                          for i, s in enumerate(SENTENCES)))
+  broken.write_text("".join(json.dumps({"premise": s}) + "\n" for s in SENTENCES))  # no fields
+  for name, path in (("evaltest_good.en", good), ("evaltest_broken.sw", broken)):
+    registry.add_task(name, {"validation": str(path)}, "xnli", vocabulary=env["vocab"],
+                      eval_split="validation")
+  vocab.set_run_vocabulary(env["vocab"])
+  out = tmp_path / "model"
+  with pytest.raises(TaskEvaluationError, match=r"evaluating evaltest_broken.sw \(validation "
+                     r"split\) failed: .*evaltest_good.en\) are written to"):
+    evaluate(str(out), ["evaltest_good.en", "evaltest_broken.sw"], model=env["model"],
+             params=env["params"], step=0, partitioner=env["part"], batch_size=4,
+             feature_lengths={"inputs": 32, "targets": 8})
+  summary = json.loads((out / "summary.json").read_text())
+  assert list(summary["steps"]["0"]["tasks"]) == ["evaltest_good.en"]
+  assert len((out / "inference_eval" / "evaltest_good.en-0.jsonl").read_text().splitlines()) == 6

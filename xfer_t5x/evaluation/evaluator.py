@@ -84,6 +84,19 @@ def _one_task(runner: MeshRunner, name: str, split: str, vocabulary, pools, *, m
                    "retrieve")
 
 
+class TaskEvaluationError(RuntimeError):
+  """One task of an evaluation failed; the message names it and where the others were kept."""
+
+
+def _keep(results, write: bool, out_dir, step, checkpoint) -> Optional[str]:
+  """Writes the results of the tasks evaluated before a failure; returns where, if anywhere."""
+  if not (write and results and out_dir):
+    return None
+  if jax.process_index() == 0:
+    summary_lib.write_all(out_dir, results, step, checkpoint)
+  return str(summary_lib.model_path(out_dir))
+
+
 def _split_checkpoint_path(path: str, model_dir: Optional[str], step: Optional[int]):
   """(model dir, step) of a `<model_dir>/checkpoint_<step>` path, checked against the model dir
   and step when those are bound too."""
@@ -187,6 +200,7 @@ def evaluate(model_dir: Optional[str] = None,
 
   pools = retrieve_lib.CandidatePools()
   results: List[TaskResult] = []
+  out_dir = output_dir or model_dir
   for name in eval_tasks:
     task_split = examples_lib.eval_split(name, split)
     start = time.time()
@@ -199,13 +213,21 @@ def evaluate(model_dir: Optional[str] = None,
       if on_empty == "skip":
         log("skipping %s: %s", name, e)
         continue
+      _keep(results, write, out_dir, step, checkpoint)
       raise
+    except Exception as e:  # pylint: disable=broad-except
+      kept = _keep(results, write, out_dir, step, checkpoint)
+      raise TaskEvaluationError(
+          f"evaluating {name} ({task_split} split) failed: {e}"
+          + (f" The {len(results)} task(s) evaluated before it in this run "
+             f"({', '.join(r.task for r in results)}) are written to {kept}." if kept else
+             "") + " Fix the cause and evaluate again (tasks already evaluated at this step "
+          "are replaced, not duplicated).") from e
     results.append(result)
     shown = "  ".join(f"{k} {v:.2f}" for k, v in sorted(result.metrics.items()))
     log("%s/%s: %d examples, %s (%.1fs)", name, task_split, result.num_examples, shown,
         time.time() - start)
 
-  out_dir = output_dir or model_dir
   if write and jax.process_index() == 0 and results:
     summary = summary_lib.write_all(out_dir, results, step, checkpoint)
     log("\n".join(summary_lib.render_step(str(step), summary["steps"][str(step)])))

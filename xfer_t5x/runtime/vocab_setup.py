@@ -10,6 +10,7 @@ def setup_vocabulary_and_tasks(vocabulary=None, register: bool = True):
   or a model: the model is sized from this vocabulary, and tasks added without one use it."""
   from xfer_t5x.tasks import study, vocab  # pylint: disable=g-import-not-at-top
   vocabulary = vocab.resolve(vocabulary) if vocabulary is not None else vocab.default_vocabulary()
+  vocab.check_readable(vocabulary)
   vocab.set_run_vocabulary(vocabulary)
   if register:
     study.register_tasks(vocabulary)
