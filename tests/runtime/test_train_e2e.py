@@ -262,6 +262,28 @@ def test_a_run_exported_to_t5x_keeps_its_train_state(uninterrupted, tmp_path):
     np.testing.assert_array_equal(params[name], value, err_msg=name)
 
 
+def test_periodic_evaluation_during_training(demo_workspace, tmp_path):
+  """train.eval_tasks / eval_period: the tasks are evaluated with the training parameters every
+  period and at the end, into the model dir's inference_eval/ and summary, keyed by step."""
+  import json  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "model"
+  proc = _run(_cmd(demo_workspace, model_dir, steps=15, extra=(
+      "--gin.train.eval_tasks=['xnli.de', 'panx.de']", "--gin.train.eval_period=10",
+      "--gin.train.eval_max_examples=3")), cwd=tmp_path)
+  assert "evaluated 2 task(s) at step 10" in proc.stdout + proc.stderr
+  summary = json.loads((model_dir / "summary.json").read_text())
+  assert list(summary["steps"]) == ["10", "15"]
+  for step in ("10", "15"):
+    assert sorted(summary["steps"][step]["tasks"]) == ["panx.de", "xnli.de"]
+    assert "accuracy" in summary["steps"][step]["tasks"]["xnli.de"]["metrics"]
+  rows = (model_dir / "inference_eval" / "xnli.de-15.jsonl").read_text().splitlines()
+  assert len(rows) == 3 and {"inputs", "prediction", "target"} <= set(json.loads(rows[0]))
+  lines = [json.loads(x) for x in (model_dir / "inference_eval" / "metrics.jsonl").read_text()
+           .splitlines()]
+  assert sorted((x["task"], x["step"]) for x in lines) == [
+      ("panx.de", 10), ("panx.de", 15), ("xnli.de", 10), ("xnli.de", 15)]
+
+
 @pytest.mark.parametrize("damaged", ["array", "state/_METADATA", "extra/metadata"])
 def test_damaged_latest_checkpoint_is_moved_aside_and_the_previous_one_resumes(
     demo_workspace, uninterrupted, tmp_path, damaged):

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import os
 import time
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 import gin
 import jax
@@ -114,7 +114,10 @@ def train(model_dir: str = gin.REQUIRED,
           initial_checkpoint: Optional[str] = None,
           initial_state: str = "params",
           use_cached: bool = False,
-          peak_flops_per_device: Optional[float] = None) -> TrainResult:
+          peak_flops_per_device: Optional[float] = None,
+          eval_tasks: Optional[Sequence[str]] = None,
+          eval_period: Optional[int] = None,
+          eval_max_examples: Optional[int] = None) -> TrainResult:
   """Trains `train_steps` steps in total (a restart continues where the last checkpoint left).
 
   Args:
@@ -130,6 +133,10 @@ def train(model_dir: str = gin.REQUIRED,
       step, as T5X fine-tunes: `train_steps` then counts on from the checkpoint's step, e.g.
       1_000_000 + n for the public mT5 checkpoints); the data position is never restored.
     use_cached: read SeqIO's offline cache of the task (T5X's USE_CACHED_TASKS).
+    eval_tasks, eval_period: evaluate these tasks or mixtures every `eval_period` steps and at
+      the end, with the training parameters, as T5X's periodic inference evaluation: the model
+      dir's inference_eval/, metrics.jsonl and summary, keyed by step (evaluation.evaluator).
+    eval_max_examples: at most this many examples per task in those evaluations.
     peak_flops_per_device: the peak MFU is stated against; None: the device table, or on CPU
       a dense float32 matmul measured once at start-up.
   """
@@ -145,6 +152,13 @@ def train(model_dir: str = gin.REQUIRED,
     from xfer_t5x.tasks import registry  # pylint: disable=g-import-not-at-top
     registry.require_task(mixture_or_task_name, split)  # before anything is written
     registry.check_vocabulary([mixture_or_task_name], vocabulary)
+    eval_tasks = [eval_tasks] if isinstance(eval_tasks, str) else list(eval_tasks or [])
+    if eval_tasks and not eval_period:
+      raise ValueError(f"train.eval_tasks={eval_tasks} needs train.eval_period (evaluate every "
+                       "that many steps and at the end)")
+    for name in eval_tasks:
+      registry.require_task(name)
+    registry.check_vocabulary(eval_tasks, vocabulary)
     partitioner = partitioner or make_partitioner()
     model = build_model(vocabulary, model_config)
     optimizer = Adafactor(model.logical_axes())
@@ -236,6 +250,9 @@ def train(model_dir: str = gin.REQUIRED,
         break
       if step % checkpoint_period == 0 or step == train_steps:
         save(step, force=step == train_steps)
+      if eval_tasks and (step % eval_period == 0 or step == train_steps):
+        _evaluate_during_training(model_dir, eval_tasks, step, model, state.params, partitioner,
+                                  eval_max_examples)
   finally:
     preemption.uninstall()  # give SIGTERM back to whoever had it (e.g. the grid runner)
     if checkpointer is not None:
@@ -246,6 +263,19 @@ def train(model_dir: str = gin.REQUIRED,
     if new_model_dir and not started:  # refused during setup: leave no empty model dir behind
       _remove_empty_dirs(model_dir)
   return TrainResult(model_dir, step, last, preempted)
+
+
+def _evaluate_during_training(model_dir, tasks, step, model, params, partitioner, max_examples):
+  """T5X's periodic inference evaluation: the tasks decoded (scored, ranked, retrieved) with the
+  training parameters, written into the model dir keyed by the step."""
+  from xfer_t5x.evaluation import evaluator  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  metrics = evaluator.evaluate(model_dir, tasks, step=step, model=model, params=params,
+                               partitioner=partitioner, max_examples=max_examples)
+  log("evaluated %d task(s) at step %d in %.1fs: %s", len(metrics), step, time.time() - start,
+      "; ".join(f"{t} " + " ".join(
+          f"{k} {v:.2f}" if isinstance(v, (int, float)) else f"{k} {v}"
+          for k, v in sorted(m.items())) for t, m in metrics.items()))
 
 
 def _is_local(path) -> bool:
