@@ -171,3 +171,28 @@ def data_version(tasks: Optional[Sequence[str]] = None) -> str:
   for path, digest in items:
     h.update(f"{path}\t{digest}\n".encode())
   return h.hexdigest()
+
+
+def record_dataset(task: str, split: str, path: str, identity: str) -> None:
+  """Records a dataset read through a library with its own versioning (TFDS: `name/version`),
+  so that `data_version` names it instead of hashing nothing."""
+  r = FileReport(task=task, split=split, path=path,
+                 sha256=hashlib.sha256(identity.encode()).hexdigest())
+  with _LOCK:
+    _REPORTS.setdefault((task, split, path, ""), r)
+
+
+REPORT_FILE = "data_report.json"
+
+
+def write_report(model_dir, process_index: int = 0) -> str:
+  """Writes this host's data report into the model dir (process 0: data_report.json, others:
+  data_report.process_<i>.json): the data version and, per file read to its end so far, the
+  rows kept, unlabeled and malformed with the first locations. Returns the path."""
+  import json  # pylint: disable=g-import-not-at-top
+  from xfer_t5x import fileio  # pylint: disable=g-import-not-at-top
+  name = REPORT_FILE if process_index == 0 else f"data_report.process_{process_index}.json"
+  path = f"{str(model_dir).rstrip('/')}/{name}"
+  fileio.atomic_write(path, json.dumps({"data_version": data_version(),
+                                        "files": data_report()}, indent=2) + "\n")
+  return path

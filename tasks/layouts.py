@@ -213,10 +213,10 @@ def file_source(cfg: DataConfig, task_name: str, pieces: Sequence[Tuple], schema
 
 
 def tfds_source(cfg: DataConfig, dataset: str, lang: Optional[str] = None,
-                splits: Optional[Sequence[str]] = None) -> tfds_sources.TfdsSource:
+                splits: Optional[Sequence[str]] = None, task: str = "") -> tfds_sources.TfdsSource:
   spec = tfds_sources.tfds_spec(dataset, lang)
   if spec is None:
     raise ValueError(f"TFDS has no source for {dataset!r} here; use the file source "
                      "(see sources/tfds.py for what TFDS offers)")
   chosen = [s for s in (splits or spec.splits) if s in spec.splits]
-  return tfds_sources.TfdsSource(spec, cfg.tfds_data_dir, splits=chosen)
+  return tfds_sources.TfdsSource(spec, cfg.tfds_data_dir, splits=chosen, task=task)

@@ -72,10 +72,10 @@ class _Builder:
     dataset, lang, _ = pieces[0]
     if self.source_kind(name, dataset) == "tfds":
       if len(pieces) == 1:
-        return layouts.tfds_source(self.cfg, dataset, lang, splits)
+        return layouts.tfds_source(self.cfg, dataset, lang, splits, task=name)
       parts = {}
       for d, l, kw in pieces:
-        src = layouts.tfds_source(self.cfg, d, l)
+        src = layouts.tfds_source(self.cfg, d, l, task=name)
         for split in src.splits:
           mapped = (kw.get("split_map") or {}).get(split, split)
           if mapped in src.splits and (splits is None or split in splits):

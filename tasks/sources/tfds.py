@@ -16,6 +16,7 @@ from typing import Callable, Mapping, Optional
 import seqio
 import tensorflow as tf
 
+from xfer_t5x.tasks import data_report
 from xfer_t5x.tasks.sources.classification import NLI_LABELS, QQP_LABELS, SST2_LABELS
 from xfer_t5x.tasks.sources.tagging import NER_TAGS
 
@@ -158,10 +159,11 @@ def tfds_spec(dataset: str, lang: Optional[str] = None) -> Optional[TfdsSpec]:
 class TfdsSource(seqio.DataSource):
   """Reads a prepared TFDS dataset without ever downloading; rows in our schemas."""
 
-  def __init__(self, spec: TfdsSpec, data_dir: Optional[str] = None, splits=None):
+  def __init__(self, spec: TfdsSpec, data_dir: Optional[str] = None, splits=None,
+               task: str = ""):
     chosen = tuple(splits) if splits else tuple(spec.splits)
     super().__init__(splits=chosen)
-    self.spec = spec
+    self.spec, self.task = spec, task
     self.tfds_data_dir = data_dir
     self.description = f"TFDS {spec.name} (try_gcs=False, never downloads)"
 
@@ -190,6 +192,9 @@ class TfdsSource(seqio.DataSource):
           f"{self.tfds_data_dir or 'the default TFDS data dir'}; this library never downloads. "
           "Prepare it with `tfds build` where there is network access, or use the file source "
           "(gin: register_tasks.sources).") from e
+    full_name = builder.info.full_name  # name/config/version: what the data version names
+    data_report.record_dataset(self.task, split, f"tfds://{full_name}/{self.spec.splits[split]}",
+                               f"{full_name}:{self.spec.splits[split]}")
     ds = self.spec.convert(ds)
     if shard_info and shard_info.num_shards > 1:
       ds = ds.shard(shard_info.num_shards, shard_info.index)

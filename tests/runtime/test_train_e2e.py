@@ -79,6 +79,11 @@ def test_model_dir_files(uninterrupted):
   assert "step 40/40" in proc.stdout
   for name in ("config.gin", "model-info.txt", f"checkpoint_{STEPS}", "train"):
     assert (model_dir / name).exists(), name
+  import json  # pylint: disable=g-import-not-at-top
+  report = json.loads((model_dir / "data_report.json").read_text())
+  assert len(report["data_version"]) == 64
+  (mnli,) = [f for f in report["files"] if f["task"] == "mnli" and f["split"] == "train"]
+  assert mnli["kept"] > 0 and mnli["malformed"] == 0 and mnli["path"].endswith(".tsv")
   info = (model_dir / "model-info.txt").read_text()
   assert "state/params/encoder/layers_0/attention/query/kernel  (64, 64)  float32" in info
   assert "('embed', 'joined_kv')" in info

@@ -68,3 +68,19 @@ def test_wikiann_from_tfds_gives_mt5_spans(tfds_tasks):
 def test_unprepared_tfds_dataset_fails_without_downloading(tfds_tasks):
   with pytest.raises(FileNotFoundError, match="never downloads"):
     seqio.get_mixture_or_task("mnli").get_dataset({"inputs": 8, "targets": 8}, split="train")
+
+
+def test_tfds_phases_record_the_dataset_and_version(tfds_tasks):
+  """The data version of a TFDS-backed read names the dataset, its version and split, not the
+  hash of an empty file list; another split gives another version."""
+  from xfer_t5x.tasks import data_report  # pylint: disable=g-import-not-at-top
+  empty = data_report.data_version([])
+  data_report.reset_data_report()
+  _examples("mnli", "train", num_examples=2)
+  (report,) = data_report.data_report("mnli")
+  assert report["path"].startswith("tfds://glue/mnli/") and report["path"].endswith("/train")
+  train_version = data_report.data_version(["mnli"])
+  assert train_version != empty
+  data_report.reset_data_report()
+  _examples("mnli", "validation", num_examples=2)
+  assert data_report.data_version(["mnli"]) not in (empty, train_version)

@@ -223,6 +223,8 @@ def train(model_dir: str = gin.REQUIRED,
       extra = {"data": iterator.state(),
                "gin_sha256": hashlib.sha256(gin_text.encode()).hexdigest()}
       checkpointer.save(step, state, extra_json=extra, force=force, input_iterator=iterator)
+      from xfer_t5x.tasks import data_report  # pylint: disable=g-import-not-at-top
+      data_report.write_report(model_dir, jax.process_index())  # the files read so far
 
     if preemption.requested(start_step):
       log_every_process("preemption requested during setup: exiting before the first step "
