@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/xfer-t5x demo --out demo_out
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
