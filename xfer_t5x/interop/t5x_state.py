@@ -105,13 +105,15 @@ def _check(found: Mapping[str, Tuple[int, ...]], wanted, ckpt_dir: str, min_dim:
              if f"{param}/{other}" in found else "")
           + f". Factoring follows T5X's rule with min_dim_size_to_factor={min_dim}: bind "
           "Adafactor.min_dim_size_to_factor to the value the checkpoint was trained with, or "
-          "start with a fresh optimizer (train.initial_state = 'params').")
+          "start with a fresh optimizer (--gin.INITIAL_STATE=params, i.e. "
+          "train.initial_state = 'params').")
     momentum = found.get(f"{param}/m")
     if momentum not in (None, PLACEHOLDER_SHAPE):
       raise OptimizerStateError(
           f"{ckpt_dir}: {param} has a momentum `m` of shape {momentum}: the checkpoint was "
           "trained with beta1, which this Adafactor (T5X's mT5 settings, no momentum) does not "
-          "keep; start with a fresh optimizer (train.initial_state = 'params').")
+          "keep; start with a fresh optimizer (--gin.INITIAL_STATE=params, i.e. "
+          "train.initial_state = 'params').")
 
 
 def load_optimizer_state(path: str, optimizer, stats_shapes, shardings: Optional[Any] = None):
@@ -131,7 +133,8 @@ def load_optimizer_state(path: str, optimizer, stats_shapes, shardings: Optional
     raise OptimizerStateError(
         f"{ckpt_dir}: the optimizer state of a scanned model (T5Config.scan_layers) is not "
         "imported from T5X's unrolled layout; start with a fresh optimizer "
-        "(train.initial_state = 'params') or train unscanned")
+        "(--gin.INITIAL_STATE=params, i.e. train.initial_state = 'params') or train "
+        "unscanned")
   flat_shardings = None
   if shardings is not None:
     sflat, _ = _flatten(shardings.stats)

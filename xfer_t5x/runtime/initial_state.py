@@ -30,7 +30,7 @@ def _own_checkpoint(path: str):
   if prefix == ("params",) and "opt_state" not in _top_level_keys(ckpt_dir):
     raise InitialStateError(
         f"{path}: holds parameters only (a converted checkpoint), no optimizer state or step; "
-        "use --gin.train.initial_state=params")
+        "use --gin.INITIAL_STATE=params (train.initial_state)")
   folder = os.path.dirname(ckpt_dir.rstrip("/")) if ckpt_dir.rstrip("/").endswith("/state") \
       else ckpt_dir
   name = os.path.basename(folder.rstrip("/"))
@@ -64,8 +64,8 @@ def from_checkpoint(path: str, mode: str, model, optimizer, partitioner):
     raise InitialStateError(
         f"{path}: a Hugging Face checkpoint holds no optimizer state or step, so "
         "train.initial_state='train_state' cannot continue it; use "
-        "--gin.train.initial_state=params (a fresh optimizer at step 0), or start from the T5X "
-        "checkpoint")
+        "--gin.INITIAL_STATE=params (train.initial_state: a fresh optimizer at step 0), or start "
+        "from the T5X checkpoint")
   own = _own_checkpoint(path)
   if own is not None:
     from xfer_t5x.runtime import checkpoints as ckpt_lib  # pylint: disable=g-import-not-at-top

@@ -182,8 +182,8 @@ def train(model_dir: str = gin.REQUIRED,
             f"train.train_steps={train_steps} is not beyond the step {int(state.step)} that "
             f"{initial_checkpoint} continues from (train.initial_state='train_state'): "
             "TRAIN_STEPS is the step to stop at, so give the checkpoint's step plus the steps "
-            f"to train (e.g. {int(state.step) + 1000}), or use --gin.train.initial_state=params "
-            "to count from 0")
+            f"to train (e.g. {int(state.step) + 1000}), or use --gin.INITIAL_STATE=params "
+            "(train.initial_state) to count from 0")
       log("%s", message)
     else:
       state = ts.init_state(model, optimizer, partitioner, jax.random.PRNGKey(seed))
