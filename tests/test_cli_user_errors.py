@@ -16,6 +16,12 @@ CASES = {
                      "no task or mixture 'mnlii' is registered; did you mean mnli"),
     "unknown split": (["--gin.MIXTURE_OR_TASK_NAME=mnli", "--gin.train.split='trian'"],
                       "'mnli' has no split 'trian'; its splits are"),
+    "train steps not a number": (["--gin.MIXTURE_OR_TASK_NAME=mnli", "--gin.TRAIN_STEPS=abc"],
+                                 "train.train_steps (the run files' TRAIN_STEPS, "
+                                 "--gin.TRAIN_STEPS=...) is 'abc'; it must be an integer >= 1"),
+    "feature lengths not a dict": (["--gin.MIXTURE_OR_TASK_NAME=mnli",
+                                    "--gin.TASK_FEATURE_LENGTHS=512"],
+                                   "TASK_FEATURE_LENGTHS) is 512; give a dict with 'inputs'"),
 }
 
 

@@ -30,13 +30,14 @@ SUBCOMMANDS = {
 def _user_errors():
   """Exceptions that are the user's input, printed as a message rather than a traceback."""
   from xfer_t5x.runtime.checkpoints import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.runtime.gin_utils import UnknownMacroError  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime.gin_utils import BindingValueError, UnknownMacroError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks.registry import UnknownTaskError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime.initial_state import InitialStateError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks.registry import VocabularyMismatchError  # pylint: disable=g-import-not-at-top
   from xfer_t5x.tasks.vocab import VocabularyFileError  # pylint: disable=g-import-not-at-top
   errors = [CheckpointMismatchError, FileNotFoundError, UnknownMacroError, UnknownTaskError,
-            VocabularyMismatchError, ModuleImportError, InitialStateError, VocabularyFileError]
+            VocabularyMismatchError, ModuleImportError, InitialStateError, VocabularyFileError,
+            BindingValueError]
   try:
     from xfer_t5x.evaluation.examples import EmptyTaskError  # pylint: disable=g-import-not-at-top
     errors.append(EmptyTaskError)

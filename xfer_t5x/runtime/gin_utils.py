@@ -222,6 +222,21 @@ class UnknownMacroError(ValueError):
   """A `--gin.NAME=value` macro that no gin file defines (a misspelling would be ignored)."""
 
 
+class BindingValueError(ValueError):
+  """A gin binding whose value has the wrong type or range (e.g. --gin.TRAIN_STEPS=abc)."""
+
+
+def require_positive_int(binding: str, value, macro: Optional[str] = None, minimum: int = 1):
+  """Raises BindingValueError naming the binding (and its run-file macro) unless `value` is an
+  int >= minimum (a bool is not)."""
+  if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+    return
+  where = f"{binding}" + (f" (the run files' {macro}, --gin.{macro}=...)" if macro else "")
+  raise BindingValueError(
+      f"{where} is {value!r}; it must be an integer >= {minimum}, e.g. --gin."
+      f"{macro or binding}={max(minimum, 1000) if 'steps' in binding else max(minimum, 8)}")
+
+
 def setup_gin(files: Sequence[str] = (), bindings: Sequence[str] = (),
               search_paths: Sequence[str] = (), finalize: bool = True,
               skip_unknown: bool = False,

@@ -140,6 +140,8 @@ def train(model_dir: str = gin.REQUIRED,
     peak_flops_per_device: the peak MFU is stated against; None: the device table, or on CPU
       a dense float32 matmul measured once at start-up.
   """
+  _check_bindings(train_steps, batch_size, task_feature_lengths, num_microbatches,
+                  checkpoint_period, log_every)
   distributed.initialize()
   # First, so that a SIGTERM during setup is noticed too (and the run exits cleanly).
   preemption = ckpt_lib.PreemptionFlag()
@@ -265,6 +267,25 @@ def train(model_dir: str = gin.REQUIRED,
     if new_model_dir and not started:  # refused during setup: leave no empty model dir behind
       _remove_empty_dirs(model_dir)
   return TrainResult(model_dir, step, last, preempted)
+
+
+def _check_bindings(train_steps, batch_size, task_feature_lengths, num_microbatches,
+                    checkpoint_period, log_every):
+  """Values of the wrong type are refused naming the binding, before anything runs."""
+  check = gin_utils.require_positive_int
+  check("train.train_steps", train_steps, "TRAIN_STEPS")
+  check("train.batch_size", batch_size, "BATCH_SIZE")
+  check("train.num_microbatches", num_microbatches)
+  check("train.checkpoint_period", checkpoint_period)
+  check("train.log_every", log_every)
+  if not isinstance(task_feature_lengths, Mapping) or not {"inputs", "targets"} <= set(
+      task_feature_lengths):
+    raise gin_utils.BindingValueError(
+        f"train.task_feature_lengths (the run files' TASK_FEATURE_LENGTHS) is "
+        f"{task_feature_lengths!r}; give a dict with 'inputs' and 'targets', e.g. "
+        "--gin.TASK_FEATURE_LENGTHS=\"{'inputs': 512, 'targets': 128}\"")
+  for key, value in task_feature_lengths.items():
+    check(f"train.task_feature_lengths[{key!r}]", value, "TASK_FEATURE_LENGTHS")
 
 
 def _evaluate_during_training(model_dir, tasks, step, model, params, partitioner, max_examples):
