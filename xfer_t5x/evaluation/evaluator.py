@@ -17,7 +17,7 @@ sharded over 'batch', parameters over the logical axis rules). Every host reads 
 data and computes every metric; only process 0 writes files.
 """
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import gin
 import jax
@@ -42,8 +42,9 @@ from xfer_t5x.tasks import vocab as vocab_lib
 ON_EMPTY = ("error", "skip")
 
 
-def _vocabulary_and_tasks(names: Sequence[str]) -> seqio.Vocabulary:
-  """The run's vocabulary, registering the study's tasks with it if a name is not registered.
+def _vocabulary_and_tasks(names: Sequence[str]) -> Tuple[seqio.Vocabulary, List[str]]:
+  """(the run's vocabulary, the eval tasks of `names`), registering the study's tasks with the
+  vocabulary if a name is not registered.
 
   When every name is already registered (e.g. by the experiment runner, with its own data dir
   and languages), the registration is left as it is and the run's vocabulary is the one it was
@@ -59,7 +60,7 @@ def _vocabulary_and_tasks(names: Sequence[str]) -> seqio.Vocabulary:
   eval_tasks = examples_lib.expand_tasks(names)
   pools = [examples_lib.info_of(t).candidates_task for t in eval_tasks]
   registry.check_vocabulary(eval_tasks + [p for p in pools if p], vocabulary)
-  return vocabulary
+  return vocabulary, eval_tasks
 
 
 def _one_task(runner: MeshRunner, name: str, split: str, vocabulary, pools, *, method, num_beams,
@@ -182,8 +183,7 @@ def evaluate(model_dir: Optional[str] = None,
     raise ValueError("evaluate: no checkpoint named: bind MODEL_DIR (the model dir holding "
                      "checkpoint_<step>/) or T5X's CHECKPOINT_PATH (.../checkpoint_<step>); only "
                      "evaluate(params=..., write=False) can go without one")
-  vocabulary = _vocabulary_and_tasks(names)
-  eval_tasks = examples_lib.expand_tasks(names)
+  vocabulary, eval_tasks = _vocabulary_and_tasks(names)
   partitioner = partitioner or make_partitioner()
   if model is None:
     model = trainer.build_model(vocabulary)

@@ -82,7 +82,7 @@ def optimizer_state(src: str, config):
   import jax  # pylint: disable=g-import-not-at-top
   from xfer_t5x.interop import t5x_state  # pylint: disable=g-import-not-at-top
   from xfer_t5x.model.api import EncoderDecoderModel  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.runtime import initial_state, train_state  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime import initial_state  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime.optimizer import Adafactor  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime.partitioning import make_partitioner  # pylint: disable=g-import-not-at-top
   if config.scan_layers:
@@ -91,12 +91,11 @@ def optimizer_state(src: str, config):
   model = EncoderDecoderModel(config)
   optimizer = Adafactor(model.logical_axes())
   try:
-    state, _ = initial_state.from_checkpoint(src, "train_state", model, optimizer,
-                                             make_partitioner())
+    step, opt_state, _ = initial_state.optimizer_state(src, model, optimizer, make_partitioner())
   except (initial_state.InitialStateError, t5x_state.OptimizerStateError) as e:
     logging.info("no optimizer state converted: %s", e)
     return None
-  return int(state.step), jax.tree_util.tree_map(np.asarray, state.opt_state)
+  return int(step), jax.tree_util.tree_map(np.asarray, opt_state)
 
 
 def convert(args) -> str:

@@ -121,14 +121,19 @@ def absolute_ts_spec(spec: Mapping[str, Any], ckpt_dir: str) -> Dict[str, Any]:
   return spec
 
 
-def _legacy_target(ckpt_dir: str):
+def legacy_tree(ckpt_dir: str):
+  """The msgpack file's `optimizer` tree: `target` (parameters) and `state` (step, optimizer)."""
   raw = paths.read_bytes(os.path.join(ckpt_dir, CHECKPOINT_FILE))
   if raw.startswith(b"model_checkpoint_path"):
     raise ValueError(f"{ckpt_dir}: a TensorFlow (Mesh TF T5) checkpoint, not a T5X one; convert "
                      "it with T5X's checkpoint importer first")
   from flax import serialization  # pylint: disable=g-import-not-at-top
   contents = serialization.msgpack_restore(raw)
-  tree = contents.get("optimizer", contents)
+  return contents.get("optimizer", contents)
+
+
+def _legacy_target(ckpt_dir: str):
+  tree = legacy_tree(ckpt_dir)
   if "target" not in tree:
     raise ValueError(f"{ckpt_dir}/{CHECKPOINT_FILE}: no `target` (parameters) in the checkpoint; "
                      f"top-level keys: {sorted(tree)}")
@@ -139,8 +144,14 @@ def _legacy_target(ckpt_dir: str):
 
 
 def _legacy_sources(ckpt_dir: str) -> Dict[str, regions.Source]:
+  return legacy_sources(_legacy_target(ckpt_dir), ckpt_dir)
+
+
+def legacy_sources(tree, ckpt_dir: str) -> Dict[str, regions.Source]:
+  """{path: Source} of a legacy checkpoint's subtree: zarr arrays (TensorStore specs, opened on
+  first read) or arrays stored inline."""
   sources = {}
-  for name, leaf in _flatten_specs(_legacy_target(ckpt_dir)).items():
+  for name, leaf in _flatten_specs(tree).items():
     if _is_ts_spec(leaf):
       shape = (leaf.get("metadata") or {}).get("shape")
       spec = absolute_ts_spec(leaf, ckpt_dir)
@@ -163,12 +174,17 @@ def _refuse_scalable_t5(names, ckpt_dir):
 
 
 # --- Orbax layout ------------------------------------------------------------------------------
-def _orbax_params_tree(ckpt_dir: str):
-  """(key of the params subtree or None, its metadata tree) in an Orbax checkpoint."""
+def orbax_tree(ckpt_dir: str):
+  """The metadata tree of an Orbax PyTree checkpoint (shapes and dtypes, nothing restored)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   md = ocp.PyTreeCheckpointer().metadata(ckpt_dir)
   tree = getattr(getattr(md, "item_metadata", md), "tree", None)
-  tree = tree if tree is not None else md
+  return tree if tree is not None else md
+
+
+def _orbax_params_tree(ckpt_dir: str):
+  """(key of the params subtree or None, its metadata tree) in an Orbax checkpoint."""
+  tree = orbax_tree(ckpt_dir)
   for key in ("target", "params"):
     if key in tree and isinstance(tree[key], Mapping):
       sub = tree[key]

@@ -10,12 +10,10 @@ exactly as T5X does, every statistic maps onto the same-shaped leaf here; a shap
 
   step, opt_state = load_optimizer_state(path, optimizer, stats_shapes, shardings)
 """
-import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from xfer_t5x.interop import paths
 from xfer_t5x.interop import regions
 from xfer_t5x.interop import t5x
 from xfer_t5x.model import scan
@@ -30,33 +28,17 @@ class OptimizerStateError(ValueError):
 
 def _legacy_state(ckpt_dir: str):
   """(step, {"<param path>/<stat>": Source}) of a legacy T5X checkpoint."""
-  from flax import serialization  # pylint: disable=g-import-not-at-top
-  contents = serialization.msgpack_restore(
-      paths.read_bytes(os.path.join(ckpt_dir, t5x.CHECKPOINT_FILE)))
-  state = contents.get("optimizer", contents).get("state")
+  state = t5x.legacy_tree(ckpt_dir).get("state")
   if not isinstance(state, Mapping) or "param_states" not in state:
     raise OptimizerStateError(f"{ckpt_dir}: the checkpoint holds no optimizer state "
                               "(optimizer/state/param_states)")
-  sources = {}
-  for name, leaf in t5x._flatten_specs(state["param_states"]).items():  # pylint: disable=protected-access
-    if t5x._is_ts_spec(leaf):  # pylint: disable=protected-access
-      spec = t5x.absolute_ts_spec(leaf, ckpt_dir)
-      shape = (leaf.get("metadata") or {}).get("shape")
-      if shape is None:
-        import tensorstore as ts  # pylint: disable=g-import-not-at-top
-        shape = ts.open(spec, open=True).result().shape
-      sources[name] = t5x._TensorStoreSource(spec, shape)  # pylint: disable=protected-access
-    else:
-      sources[name] = regions.InlineSource(leaf)
-  return int(np.asarray(state.get("step", 0))), sources
+  return (int(np.asarray(state.get("step", 0))),
+          t5x.legacy_sources(state["param_states"], ckpt_dir))
 
 
 def _orbax_state(ckpt_dir: str):
   """(step, {name: shape}) of T5X's Orbax checkpoint (restored later, by name)."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  md = ocp.PyTreeCheckpointer().metadata(ckpt_dir)
-  tree = getattr(getattr(md, "item_metadata", md), "tree", None)
-  tree = tree if tree is not None else md
+  tree = t5x.orbax_tree(ckpt_dir)
   state = tree.get("state") if isinstance(tree, Mapping) else None
   if not isinstance(state, Mapping) or "param_states" not in state:
     raise OptimizerStateError(f"{ckpt_dir}: an Orbax checkpoint without T5X's optimizer state "
@@ -66,17 +48,17 @@ def _orbax_state(ckpt_dir: str):
   return int(np.asarray(step)), shapes
 
 
+def named_stats(leaf) -> Dict[str, Any]:
+  """The statistics a state leaf keeps, by T5X's names: v_row and v_col (factored), or v."""
+  from xfer_t5x.runtime.optimizer import Factored  # pylint: disable=g-import-not-at-top
+  return dict(zip(("v_row", "v_col"), leaf)) if isinstance(leaf, Factored) else {"v": leaf.v}
+
+
 def _leaves(stats_shapes) -> Dict[str, Dict[str, Tuple[int, ...]]]:
   """{param path: {stat: shape}} of this optimizer's state (Factored: v_row, v_col; Full: v)."""
-  from xfer_t5x.runtime.optimizer import Factored, Full  # pylint: disable=g-import-not-at-top
-  out = {}
   flat, _ = _flatten(stats_shapes)
-  for path, leaf in flat.items():
-    if isinstance(leaf, Factored):
-      out[path] = {"v_row": tuple(leaf.v_row.shape), "v_col": tuple(leaf.v_col.shape)}
-    elif isinstance(leaf, Full):
-      out[path] = {"v": tuple(leaf.v.shape)}
-  return out
+  return {path: {k: tuple(v.shape) for k, v in named_stats(leaf).items()}
+          for path, leaf in flat.items()}
 
 
 def _flatten(stats):
@@ -125,7 +107,7 @@ def load_optimizer_state(path: str, optimizer, stats_shapes, shardings: Optional
     stats_shapes: the run's `AdafactorState` of ShapeDtypeStructs (train_state.state_shapes).
     shardings: the matching AdafactorState of shardings; None: numpy arrays on this host.
   """
-  from xfer_t5x.runtime.optimizer import AdafactorState, Factored  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime.optimizer import AdafactorState  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   kind, ckpt_dir = t5x.find_checkpoint(path)
   wanted = _leaves(stats_shapes.stats)
@@ -137,12 +119,8 @@ def load_optimizer_state(path: str, optimizer, stats_shapes, shardings: Optional
         "unscanned")
   flat_shardings = None
   if shardings is not None:
-    sflat, _ = _flatten(shardings.stats)
-    flat_shardings = {}
-    for p, leaf in sflat.items():
-      names = ("v_row", "v_col") if isinstance(leaf, Factored) else ("v",)
-      for stat, sh in zip(names, leaf):
-        flat_shardings[f"{p}/{stat}"] = sh
+    flat_shardings = {f"{p}/{stat}": sh for p, leaf in _flatten(shardings.stats)[0].items()
+                      for stat, sh in named_stats(leaf).items()}
   names = {f"{p}/{stat}": shape for p, stats in wanted.items() for stat, shape in stats.items()}
   if kind == "legacy":
     step, sources = _legacy_state(ckpt_dir)
@@ -155,12 +133,8 @@ def load_optimizer_state(path: str, optimizer, stats_shapes, shardings: Optional
     arrays = t5x._orbax_restore(ckpt_dir, ("state", "param_states"), names,  # pylint: disable=protected-access
                                 flat_shardings, np.float32)
   flat, treedef = _flatten(stats_shapes.stats)
-  leaves = []
-  for p, leaf in flat.items():
-    if isinstance(leaf, Factored):
-      leaves.append(Factored(arrays[f"{p}/v_row"], arrays[f"{p}/v_col"]))
-    else:
-      leaves.append(type(leaf)(arrays[f"{p}/v"]))
+  leaves = [type(leaf)(**{stat: arrays[f"{p}/{stat}"] for stat in named_stats(leaf)})
+            for p, leaf in flat.items()]
   count = np.asarray(step, np.int32)
   if shardings is not None:
     count = jax.make_array_from_callback((), shardings.count, lambda _: count)

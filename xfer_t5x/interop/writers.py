@@ -74,11 +74,10 @@ def _param_states(path: str, opt_state) -> dict:
   """T5X's `param_states` tree for an AdafactorState: per parameter v_row, v_col, v and m, the
   statistics it does not use as shape-(1,) placeholders, as T5X writes them."""
   from xfer_t5x.interop import t5x_state  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.runtime.optimizer import Factored  # pylint: disable=g-import-not-at-top
   flat, _ = t5x_state._flatten(opt_state.stats)  # pylint: disable=protected-access
   out = {}
   for name, leaf in flat.items():
-    used = dict(zip(("v_row", "v_col"), leaf)) if isinstance(leaf, Factored) else {"v": leaf.v}
+    used = t5x_state.named_stats(leaf)
     for stat in t5x_state.STATS:
       key = f"{name}/{stat}"
       if stat in used:

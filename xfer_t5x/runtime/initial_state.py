@@ -10,6 +10,9 @@ fine-tuning does (the dataset position is never restored).
 """
 import os
 
+import jax
+import numpy as np
+
 from xfer_t5x.runtime import train_state as ts
 
 INITIAL_STATES = ("params", "train_state")
@@ -27,7 +30,7 @@ def _own_checkpoint(path: str):
   if kind != "orbax":
     return None
   prefix, _ = t5x._orbax_params_tree(ckpt_dir)  # pylint: disable=protected-access
-  if prefix == ("params",) and "opt_state" not in _top_level_keys(ckpt_dir):
+  if prefix == ("params",) and "opt_state" not in t5x.orbax_tree(ckpt_dir):
     raise InitialStateError(
         f"{path}: holds parameters only (a converted checkpoint), no optimizer state or step; "
         "use --gin.INITIAL_STATE=params (train.initial_state)")
@@ -39,27 +42,10 @@ def _own_checkpoint(path: str):
   return os.path.dirname(folder.rstrip("/")), int(name.split("_", 1)[1])
 
 
-def _top_level_keys(ckpt_dir: str):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  md = ocp.PyTreeCheckpointer().metadata(ckpt_dir)
-  tree = getattr(getattr(md, "item_metadata", md), "tree", None)
-  tree = tree if tree is not None else md
-  return set(tree) if hasattr(tree, "keys") else set()
-
-
-def from_checkpoint(path: str, mode: str, model, optimizer, partitioner):
-  """(TrainState sharded on the partitioner's mesh, a line for the log)."""
-  from xfer_t5x import interop  # pylint: disable=g-import-not-at-top
+def optimizer_state(path: str, model, optimizer, partitioner):
+  """(step, AdafactorState on the partitioner's mesh, what it is) of a checkpoint's train state,
+  its parameters left unread: a T5X checkpoint's `param_states`, or this library's opt_state."""
   from xfer_t5x.interop import hf  # pylint: disable=g-import-not-at-top
-  if mode not in INITIAL_STATES:
-    raise InitialStateError(f"train.initial_state={mode!r}: choose one of {INITIAL_STATES} "
-                            "('train_state' continues the checkpoint's optimizer and step, as "
-                            "T5X fine-tunes; 'params' starts a fresh optimizer at step 0)")
-  shardings = ts.state_shardings(model, optimizer, partitioner)
-  if mode == "params":
-    params = interop.load_pretrained(path, model.config, shardings.params)
-    return (ts.state_from_params(params, model, optimizer, partitioner),
-            f"initialised from {path}: its parameters, a fresh optimizer, step 0")
   if not str(path).startswith("gs://") and os.path.exists(os.path.join(path, hf.CONFIG_FILE)):
     raise InitialStateError(
         f"{path}: a Hugging Face checkpoint holds no optimizer state or step, so "
@@ -70,20 +56,34 @@ def from_checkpoint(path: str, mode: str, model, optimizer, partitioner):
   if own is not None:
     from xfer_t5x.runtime import checkpoints as ckpt_lib  # pylint: disable=g-import-not-at-top
     model_dir, step = own
+    abstract = ts.abstract_state(model, optimizer, partitioner)
     with ckpt_lib.Checkpointer(model_dir, keep=None, async_save=False) as checkpointer:
-      state, _ = checkpointer.restore(step, ts.abstract_state(model, optimizer, partitioner))
-    return state, (f"initialised from {path}: its parameters, optimizer state and step "
-                   f"{int(state.step)} (the data position is not restored)")
+      restored, _ = checkpointer.restore(step, {"opt_state": abstract.opt_state}, partial=True)
+    return step, restored["opt_state"], "optimizer state"
   from xfer_t5x.interop import t5x_state  # pylint: disable=g-import-not-at-top
+  step, opt_state = t5x_state.load_optimizer_state(
+      path, optimizer, ts.state_shapes(model, optimizer).opt_state,
+      ts.state_shardings(model, optimizer, partitioner).opt_state)
+  return step, opt_state, "T5X's Adafactor state"
+
+
+def from_checkpoint(path: str, mode: str, model, optimizer, partitioner):
+  """(TrainState sharded on the partitioner's mesh, a line for the log)."""
+  from xfer_t5x import interop  # pylint: disable=g-import-not-at-top
+  if mode not in INITIAL_STATES:
+    raise InitialStateError(f"train.initial_state={mode!r}: choose one of {INITIAL_STATES} "
+                            "('train_state' continues the checkpoint's optimizer and step, as "
+                            "T5X fine-tunes; 'params' starts a fresh optimizer at step 0)")
+  shardings = ts.state_shardings(model, optimizer, partitioner)
+  if mode == "params":
+    params = interop.load_pretrained(path, model.config, shardings.params)
+    return (ts.state_from_params(params, model, optimizer, partitioner),
+            f"initialised from {path}: its parameters, a fresh optimizer, step 0")
+  step, opt_state, what = optimizer_state(path, model, optimizer, partitioner)
   params = interop.load_pretrained(path, model.config, shardings.params)
-  shapes = ts.state_shapes(model, optimizer)
-  step, opt_state = t5x_state.load_optimizer_state(path, optimizer, shapes.opt_state,
-                                                   shardings.opt_state)
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   # Its own buffer: the step is donated to the train step beside the optimizer's count.
   step_array = jax.make_array_from_callback((), shardings.step,
                                             lambda _: np.asarray(step, np.int32))
-  state = ts.TrainState(step_array, params, opt_state)
-  return state, (f"initialised from {path}: its parameters, T5X's Adafactor state and step "
-                 f"{step} (the data position is not restored)")
+  return (ts.TrainState(step_array, params, opt_state),
+          f"initialised from {path}: its parameters, {what} and step {step} (the data position "
+          "is not restored)")

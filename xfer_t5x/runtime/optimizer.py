@@ -158,8 +158,9 @@ class Adafactor:
     def leaf(axes, g, s, p):
       g = g.astype(jnp.float32)
       g2 = jnp.square(g) + self.epsilon1
+      averaging, dims = self._plan(tuple(axes), p.shape)
       if isinstance(s, Factored):
-        rows, cols = self._dims(tuple(axes), p.shape)
+        rows, cols = dims
         v_row = decay * s.v_row + (1 - decay) * jnp.mean(g2, axis=cols)
         v_col = decay * s.v_col + (1 - decay) * jnp.mean(g2, axis=rows)
         row_mean = jnp.mean(v_row, axis=tuple(r - sum(c < r for c in cols) for r in rows),
@@ -172,7 +173,6 @@ class Adafactor:
         v = decay * s.v + (1 - decay) * g2
         y = g * jax.lax.rsqrt(v)
         new = Full(v)
-      averaging = self._plan(tuple(axes), p.shape)[0]
       if self.clipping_threshold is not None:
         y = y / jnp.maximum(1.0, _rms(y, averaging) / self.clipping_threshold)
       scale = lr

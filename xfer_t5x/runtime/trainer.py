@@ -153,14 +153,13 @@ def train(model_dir: str = gin.REQUIRED,
     vocabulary = vocab_setup.setup_vocabulary_and_tasks()
     from xfer_t5x.tasks import registry  # pylint: disable=g-import-not-at-top
     registry.require_task(mixture_or_task_name, split)  # before anything is written
-    registry.check_vocabulary([mixture_or_task_name], vocabulary)
     eval_tasks = [eval_tasks] if isinstance(eval_tasks, str) else list(eval_tasks or [])
     if eval_tasks and not eval_period:
       raise ValueError(f"train.eval_tasks={eval_tasks} needs train.eval_period (evaluate every "
                        "that many steps and at the end)")
     for name in eval_tasks:
       registry.require_task(name)
-    registry.check_vocabulary(eval_tasks, vocabulary)
+    registry.check_vocabulary([mixture_or_task_name] + eval_tasks, vocabulary)
     partitioner = partitioner or make_partitioner()
     model = build_model(vocabulary, model_config)
     optimizer = Adafactor(model.logical_axes())
