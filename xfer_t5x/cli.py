@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
@@ -27,39 +28,12 @@ SUBCOMMANDS = {
 }
 
 
-def _user_errors():
-  """Exceptions that are the user's input, printed as a message rather than a traceback."""
-  from xfer_t5x.runtime.checkpoints import CheckpointMismatchError  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.runtime.gin_utils import BindingValueError, UnknownMacroError  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.tasks.registry import UnknownTaskError  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.runtime.initial_state import InitialStateError  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.tasks.registry import VocabularyMismatchError  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.tasks.vocab import VocabularyFileError  # pylint: disable=g-import-not-at-top
-  errors = [CheckpointMismatchError, FileNotFoundError, UnknownMacroError, UnknownTaskError,
-            VocabularyMismatchError, ModuleImportError, InitialStateError, VocabularyFileError,
-            BindingValueError]
-  try:
-    from xfer_t5x.evaluation.examples import EmptyTaskError  # pylint: disable=g-import-not-at-top
-    errors.append(EmptyTaskError)
-  except ImportError:
-    pass
-  try:
-    from xfer_t5x.interop.t5x_state import OptimizerStateError  # pylint: disable=g-import-not-at-top
-    errors.append(OptimizerStateError)
-  except ImportError:
-    pass
-  try:
-    from xfer_t5x.interop.shapes import CheckpointShapeError  # pylint: disable=g-import-not-at-top
-    errors.append(CheckpointShapeError)
-  except ImportError:
-    pass
-  return tuple(errors)
-
-
 MODULE_HELP = ("--module NAME (any subcommand, repeatable or comma-separated): import a Python "
                "module first, e.g. one that registers your own tasks with add_task; looked up on "
                "PYTHONPATH, then in the current directory. A gin file's `import NAME` does the "
-               "same.")
+               "same. An error that is your input or the machine's (a misspelled binding, a bad "
+               "data file, a full disk) is one message with exit status 2; --traceback (any "
+               "subcommand) or XFER_T5X_TRACEBACK=1 shows its traceback too.")
 
 
 class ModuleImportError(ImportError):
@@ -99,17 +73,6 @@ def import_modules(modules):
           "its folder, or add the folder to PYTHONPATH.") from None
 
 
-def _is_user_error(e, errors) -> bool:
-  """A user error, or one task's failed evaluation whose cause is one (named in the message)."""
-  if isinstance(e, errors):
-    return True
-  try:
-    from xfer_t5x.evaluation.evaluator import TaskEvaluationError  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return False
-  return isinstance(e, TaskEvaluationError) and isinstance(e.__cause__, errors)
-
-
 def build_parser(argv):
   parser = argparse.ArgumentParser(prog="xfer-t5x", description=__doc__.splitlines()[0],
                                    epilog=MODULE_HELP)
@@ -130,7 +93,11 @@ def main(argv=None):
   if argv[:1] == ["train"]:  # a preemption during the imports and setup still exits cleanly
     from xfer_t5x.runtime import early_sigterm  # pylint: disable=g-import-not-at-top
     early_sigterm.install()
+  from xfer_t5x import errors  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime import gin_utils  # pylint: disable=g-import-not-at-top
+  argv, show_traceback = errors.traceback_requested(argv)
+  if not show_traceback:
+    errors.quiet_environment_errors()
   rest, modules = extract_modules(argv)
   rest, bindings = gin_utils.extract_gin_bindings(rest)
   parser = build_parser(rest)
@@ -143,9 +110,12 @@ def main(argv=None):
     import_modules(modules)
     return int(args._run(args) or 0)
   except Exception as e:  # pylint: disable=broad-except
-    if not _is_user_error(e, _user_errors()):
+    text = errors.message(e) if errors.is_user_error(e) else errors.environment_message(e)
+    if text is None:
       raise
-    print(f"xfer-t5x {args.command}: error: {e}", file=sys.stderr)
+    if show_traceback:
+      traceback.print_exc()
+    print(f"xfer-t5x {args.command}: error: {text}", file=sys.stderr)
     return 2
 
 

@@ -18,13 +18,13 @@ the kernel drops it when the process dies, however it dies, so a stale lock cann
 restart.
 """
 import datetime
-import errno
-import fcntl
 import json
 import os
 import socket
 import sqlite3
 from typing import Dict, List, Optional
+
+from xfer_t5x import locking
 
 STATUSES = ("done", "running", "failed", "interrupted", "pending")
 _COLUMNS = (
@@ -51,32 +51,20 @@ class GridLock:
 
   def __init__(self, root: str):
     self.path = os.path.join(root, "grid.lock")
-    self._fd = None
+    self._lock = locking.FileLock(self.path)
 
   def acquire(self) -> "GridLock":
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-      os.close(fd)
-      if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-        holder = _read_holder(self.path)
-        raise GridBusyError(
-            f"another `grid run` ({holder or 'unknown process'}) is working in "
-            f"{os.path.dirname(self.path)}; wait for it to finish (`xfer-t5x grid status` shows "
-            "its progress) or stop it first") from None
-      raise
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {now()}\n".encode())
-    self._fd = fd
+      self._lock.acquire()
+    except locking.LockHeldError as e:
+      raise GridBusyError(
+          f"another `grid run` ({e.holder or 'unknown process'}) is working in "
+          f"{os.path.dirname(self.path)}; wait for it to finish (`xfer-t5x grid status` shows "
+          "its progress) or stop it first") from None
     return self
 
   def release(self) -> None:
-    if self._fd is not None:
-      fcntl.flock(self._fd, fcntl.LOCK_UN)
-      os.close(self._fd)
-      self._fd = None
+    self._lock.release()
 
   def __enter__(self):
     return self.acquire()
@@ -85,29 +73,9 @@ class GridLock:
     self.release()
 
 
-def _read_holder(path: str) -> str:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return f.read().strip()
-  except OSError:
-    return ""
-
-
 def lock_is_held(root: str) -> bool:
   """Whether some process holds the grid's lock now (a `grid run` is working)."""
-  path = os.path.join(root, "grid.lock")
-  if not os.path.exists(path):
-    return False
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-  except OSError:
-    return True
-  else:
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    return False
-  finally:
-    os.close(fd)
+  return locking.is_held(os.path.join(root, "grid.lock"))
 
 
 class StateStore:

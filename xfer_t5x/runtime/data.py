@@ -155,6 +155,10 @@ def get_dataset(mixture_or_task_name: str, task_feature_lengths: Mapping[str, in
   return ds.with_options(options)
 
 
+class ResumeMismatchError(ValueError):
+  """A checkpoint's data position belongs to another data stream (task, batch size, seed, ...)."""
+
+
 class DataIterator:
   """Numpy batches of a tf.data.Dataset, counting how many it has handed out.
 
@@ -268,13 +272,36 @@ class DataIterator:
 
   # -- restore ---------------------------------------------------------------------------------
 
-  def restore(self, state: Mapping[str, Any], native_dir: Optional[str] = None) -> str:
+  def check_resumable(self, state: Mapping[str, Any], where: str = "") -> None:
+    """Raises ResumeMismatchError unless `state` (from `state()`) is a position in this stream."""
+    saved = dict(state.get("description") or {})
+    saved.pop("num_shards", None)
+    now = {k: v for k, v in self.description.items() if k != "num_shards"}
+    if saved and now and _normalise(saved) != _normalise(now):
+      diffs = sorted(k for k in set(saved) | set(now)
+                     if _normalise(saved.get(k)) != _normalise(now.get(k)))
+      raise ResumeMismatchError(
+          f"{where or 'the checkpoint'} was written by a run reading another data stream, so "
+          "this run cannot continue it; differing fields: "
+          + ", ".join(f"{k} saved={saved.get(k)!r} now={now.get(k)!r}" for k in diffs)
+          + ". Resume with the same task, split, seed, batch size and feature lengths, or give "
+          "a new MODEL_DIR (with INITIAL_CHECKPOINT set to this checkpoint to start from its "
+          "parameters).")
+
+  def open(self) -> None:
+    """Builds the pipeline now (reading and checking the data files) without handing out a
+    batch, so that bad data is refused before a run writes anything."""
+    self._tf_iterator()
+
+  def restore(self, state: Mapping[str, Any], native_dir: Optional[str] = None,
+              where: str = "") -> str:
     """Continues from `state` (from `state()`): the next batch is the one after `position`.
 
     Args:
       state: the JSON state saved with the checkpoint.
       native_dir: the checkpoint's `data/` directory: this host's iterator file there, when
         present, is restored instead of replaying.
+      where: the checkpoint, named in a ResumeMismatchError.
 
     Returns:
       One line saying how the iterator resumed; `resumed_by` is then "iterator checkpoint" or
@@ -285,14 +312,7 @@ class DataIterator:
     if position < 0:
       raise ValueError(f"data iterator position {position} is negative")
     saved_shards = saved.pop("num_shards", self.num_shards)
-    now = {k: v for k, v in self.description.items() if k != "num_shards"}
-    if saved and now and _normalise(saved) != _normalise(now):
-      diffs = sorted(k for k in set(saved) | set(now)
-                     if _normalise(saved.get(k)) != _normalise(now.get(k)))
-      raise ValueError(
-          "the saved data iterator state belongs to another data stream; differing fields: "
-          + ", ".join(f"{k} saved={saved.get(k)!r} now={now.get(k)!r}" for k in diffs)
-          + ". Resume with the same task, seed and batch size, or start a fresh model dir.")
+    self.check_resumable(state, where)
     self._iter = None
     self._position = position
     self.resumed_by = "replay"

@@ -17,8 +17,10 @@ quotes, while `--gin.X='"literal"'`, `--gin.X=1e-3`, `--gin.X=None`, `--gin.X=[1
 `--gin.X=@foo()` keep their gin meaning.
 """
 import argparse
+import contextlib
 import datetime
 import difflib
+import inspect
 import io
 import os
 import pathlib
@@ -257,13 +259,85 @@ def setup_gin(files: Sequence[str] = (), bindings: Sequence[str] = (),
     raise RuntimeError("gin config is already finalized; call gin.clear_config() first")
   _register_search_paths(search_paths)
   resolved = [resolve_gin_file(f, search_paths) for f in files]
-  gin.parse_config_files_and_bindings(resolved, [], finalize_config=False,
-                                      skip_unknown=skip_unknown)
+  with _explained_gin_errors("a gin file"):
+    gin.parse_config_files_and_bindings(resolved, [], finalize_config=False,
+                                        skip_unknown=skip_unknown)
   bindings = _t5x_aliases(bindings)
   if check_macros:
     _check_macros(bindings, files)
-  gin.parse_config_files_and_bindings([], list(bindings), finalize_config=finalize,
-                                      skip_unknown=skip_unknown)
+  with _explained_gin_errors("a --gin binding"):
+    gin.parse_config_files_and_bindings([], list(bindings), finalize_config=finalize,
+                                        skip_unknown=skip_unknown)
+
+
+class GinConfigError(ValueError):
+  """A gin file or `--gin.` binding that gin cannot apply (an unknown configurable or parameter,
+  a syntax error), named with the near names."""
+
+
+_NO_PARAMETER = re.compile(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'")
+_NO_CONFIGURABLE = re.compile(r"No configurable matching '([^']+)'")
+_IN_FILE = re.compile(r'In file "([^"]+)", line (\d+)')
+
+
+def _configurable_names() -> List[str]:
+  selectors = gin.config._REGISTRY._selector_map  # pylint: disable=protected-access
+  return sorted({s.rsplit(".", 1)[-1] for s in selectors})
+
+
+def _parameters(name: str) -> List[str]:
+  try:
+    configurable = gin.config._REGISTRY.get_match(name)  # pylint: disable=protected-access
+    return [p for p in inspect.signature(configurable.wrapped).parameters
+            if p not in ("self", "args", "kwargs")]
+  except (KeyError, ValueError, TypeError):
+    return []
+
+
+def explain_gin_error(e: Exception, what: str) -> Optional[str]:
+  """A one-paragraph message for gin's error `e` while parsing `what`, or None if not gin's."""
+  text = str(e)
+  lines = [l.strip() for l in text.splitlines() if l.strip()]
+  statement = lines[-1] if len(lines) >= 3 else ""
+  in_file = _IN_FILE.search(text)
+  where = (f"{in_file.group(1)}:{in_file.group(2)} ({statement})" if in_file else
+           f"--gin.{statement.replace(' = ', '=')}" if statement else what)
+  m = _NO_PARAMETER.search(text)
+  if m:
+    name, param = m.group(1), m.group(2)
+    params = _parameters(name)
+    near = difflib.get_close_matches(param, params, n=3, cutoff=0.5)
+    hint = (f"did you mean {' or '.join(f'{name}.{p}' for p in near)}? " if near else "") + (
+        f"Its parameters: {', '.join(params)}." if params else "")
+    return (f"{where}: the configurable {name} has no parameter {param!r}; {hint} "
+            "`xfer-t5x print-config` with the same gin files shows every binding in effect.")
+  m = _NO_CONFIGURABLE.search(text)
+  if m:
+    name = m.group(1)
+    near = difflib.get_close_matches(name.rsplit(".", 1)[-1], _configurable_names(), n=3,
+                                     cutoff=0.6)
+    hint = f"did you mean {' or '.join(near)}? " if near else ""
+    return (f"{where}: no configurable named {name!r} is registered; {hint}A configurable from "
+            "your own module needs the module imported first (--module NAME, or `import NAME` "
+            "in a gin file).")
+  if isinstance(e, SyntaxError) or "Unexpected" in text or "Malformed" in text:
+    return (f"{where}: gin cannot parse it: {lines[0] if lines else text}. Write "
+            "--gin.NAME=VALUE with a Python literal VALUE (quote strings inside dicts and lists), "
+            "or fix the file's line.")
+  return None
+
+
+@contextlib.contextmanager
+def _explained_gin_errors(what: str):
+  try:
+    yield
+  except (ValueError, SyntaxError) as e:
+    if isinstance(e, (UnknownMacroError, BindingValueError)):
+      raise
+    explained = explain_gin_error(e, what)
+    if explained is None:
+      raise
+    raise GinConfigError(explained) from e
 
 
 _MACRO_BINDING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")

@@ -24,6 +24,7 @@ from xfer_t5x.runtime import data as data_lib
 from xfer_t5x.runtime import distributed
 from xfer_t5x.runtime import flops as flops_lib
 from xfer_t5x.runtime import gin_utils
+from xfer_t5x.runtime import model_dir as model_dir_lib
 from xfer_t5x.runtime import model_info
 from xfer_t5x.runtime import peak
 from xfer_t5x.runtime.metrics_writer import MetricsWriter, log, log_every_process
@@ -147,9 +148,13 @@ def train(model_dir: str = gin.REQUIRED,
   preemption = ckpt_lib.PreemptionFlag()
   preemption.install()
   checkpointer = writer = None
-  new_model_dir = _is_local(model_dir) and not os.path.exists(model_dir)
+  model_dir_lib.check_writable(model_dir)
+  new_model_dir = model_dir_lib.is_local(model_dir) and not os.path.exists(model_dir)
+  lock = model_dir_lib.ModelDirLock(model_dir)
   started = False  # set once config.gin is written: from then on the model dir is the run's
   try:
+    if jax.process_index() == 0:  # before anything opens the model dir's checkpoints
+      lock.acquire()
     vocabulary = vocab_setup.setup_vocabulary_and_tasks()
     from xfer_t5x.tasks import registry  # pylint: disable=g-import-not-at-top
     registry.require_task(mixture_or_task_name, split)  # before anything is written
@@ -189,13 +194,10 @@ def train(model_dir: str = gin.REQUIRED,
     else:
       state = ts.init_state(model, optimizer, partitioner, jax.random.PRNGKey(seed))
     start_step = int(state.step)
-    # Written only once the model dir's checkpoint (if any) is known to fit this model.
-    started = True
-    if jax.process_index() == 0:
-      gin_utils.write_operative_config(model_dir)
-      gin_utils.write_model_info(model_dir, model_info.lines(model, optimizer, partitioner))
 
     # --- data -------------------------------------------------------------------------------
+    # Opened (its files read and checked) and the checkpoint's position checked against it
+    # before anything is written into the model dir.
     batch_spec = partitioner.batch_sharding().spec
     layout = data_lib.data_layout(partitioner.mesh, batch_spec, batch_size)
     iterator = data_lib.DataIterator.from_task(
@@ -203,7 +205,16 @@ def train(model_dir: str = gin.REQUIRED,
         split=split, global_batch_size=batch_size, shuffle=shuffle, seed=seed, pack=pack,
         shard_id=layout.shard_id, num_shards=layout.num_shards, use_cached=use_cached)
     if data_state is not None:
-      log_every_process("%s", iterator.restore(data_state, checkpointer.input_iterator_dir(latest)))
+      log_every_process("%s", iterator.restore(data_state, checkpointer.input_iterator_dir(latest),
+                                               where=f"{model_dir}/checkpoint_{latest}"))
+    if start_step < train_steps:
+      iterator.open()
+
+    # Written only once the model dir's checkpoint (if any) is known to fit this model and data.
+    started = True
+    if jax.process_index() == 0:
+      gin_utils.write_operative_config(model_dir)
+      gin_utils.write_model_info(model_dir, model_info.lines(model, optimizer, partitioner))
 
     # --- loop -------------------------------------------------------------------------------
     step_fn = make_train_step(model, optimizer, partitioner, num_microbatches=num_microbatches,
@@ -263,6 +274,7 @@ def train(model_dir: str = gin.REQUIRED,
       checkpointer.close()
     if writer is not None:
       writer.close()
+    lock.release(remove=new_model_dir and not started)
     if new_model_dir and not started:  # refused during setup: leave no empty model dir behind
       _remove_empty_dirs(model_dir)
   return TrainResult(model_dir, step, last, preempted)
@@ -298,10 +310,6 @@ def _evaluate_during_training(model_dir, tasks, step, model, params, partitioner
       "; ".join(f"{t} " + " ".join(
           f"{k} {v:.2f}" if isinstance(v, (int, float)) else f"{k} {v}"
           for k, v in sorted(m.items())) for t, m in metrics.items()))
-
-
-def _is_local(path) -> bool:
-  return "://" not in str(path)
 
 
 def _remove_empty_dirs(path) -> None:
