@@ -120,13 +120,21 @@ class ResultsDB:
     parent = os.path.dirname(os.path.abspath(self.path))
     os.makedirs(parent, exist_ok=True)
     self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-    self._conn.execute("PRAGMA journal_mode=WAL")
-    self._conn.execute("PRAGMA synchronous=NORMAL")
-    cols = ", ".join(f"{c} {_SQL_TYPES[DTYPES[c]]} NOT NULL" if c != "value" else "value REAL"
-                     for c in COLUMNS)
-    self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} ({cols}, "
-                       f"PRIMARY KEY ({', '.join(KEY)}))")
-    have = [r[1] for r in self._conn.execute(f"PRAGMA table_info({self.TABLE})")]
+    try:
+      self._conn.execute("PRAGMA journal_mode=WAL")
+      self._conn.execute("PRAGMA synchronous=NORMAL")
+      cols = ", ".join(f"{c} {_SQL_TYPES[DTYPES[c]]} NOT NULL" if c != "value" else "value REAL"
+                       for c in COLUMNS)
+      self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} ({cols}, "
+                         f"PRIMARY KEY ({', '.join(KEY)}))")
+      have = [r[1] for r in self._conn.execute(f"PRAGMA table_info({self.TABLE})")]
+    except sqlite3.DatabaseError as e:
+      self._conn.close()
+      raise ResultsError(
+          f"{self.path}: not a readable SQLite results database ({e}). Move it aside (nothing "
+          "is lost: a grid's state holds every finished run's rows) and run the grid again, "
+          "which records them into a new one; or point --db / experiment.results_db to "
+          "another file") from None
     if tuple(have) != COLUMNS:
       raise ResultsError(f"{self.path}: table {self.TABLE!r} has columns {have}, not the results "
                          f"columns {list(COLUMNS)}; point to a results database or a new path")

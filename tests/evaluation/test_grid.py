@@ -394,3 +394,86 @@ def test_done_evaluation_without_rows_runs_again(done_grid, demo_workspace, tmp_
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   assert "done without their results" in out.stdout, out.stdout[-3000:]
   _assert_same_results(plan, ref_plan)
+
+
+# --- a lost or damaged state or results database ----------------------------------------------
+
+def _state_rows(plan):
+  with state_lib.StateStore(plan.state_dir, readonly=True) as store:
+    return {r["phase_id"]: r for r in store.all()}
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage"])
+def test_damaged_state_is_refused_then_rebuilt_from_the_folders(damage, done_grid, demo_workspace,
+                                                                tmp_path, capsys):
+  ref_plan, _ = done_grid
+  root = tmp_path / "grid"
+  shutil.copytree(ref_plan.root_dir, root)
+  plan = _plan_at(demo_workspace, root)
+  state_file = root / "state.sqlite"
+  for suffix in ("-wal", "-shm"):
+    pathlib.Path(f"{state_file}{suffix}").unlink(missing_ok=True)
+  state_file.write_bytes(b"" if damage == "empty" else b"not sqlite at all\n" * 300)
+  before = state_file.read_bytes()
+  # One evaluation's rows are lost too: the rebuilt state leaves it to run again.
+  lost = ref_plan.runs[0]
+  with results_lib.ResultsDB(plan.results_db) as db:
+    db.delete_run(lost.run_id)
+  args = _cli_args(demo_workspace, root)
+
+  assert cli.main(["grid", "run", *args]) == 2
+  err = capsys.readouterr().err
+  assert str(state_file) in err and "grid rebuild-state" in err and "Traceback" not in err, err
+  assert state_file.read_bytes() == before  # refused: nothing written
+  gin.clear_config()
+
+  assert cli.main(["grid", "rebuild-state", *args]) == 0
+  out = capsys.readouterr().out
+  assert "3 training phases done" in out and "1 evaluations done" in out, out
+  assert "1 phases left" in out, out
+  moved = list(root.glob("state.sqlite.bad-*"))
+  assert len(moved) == 1 and moved[0].read_bytes() == before  # moved aside, never deleted
+  rebuilt, ref = _state_rows(plan), _state_rows(ref_plan)
+  gin.clear_config()
+  assert rebuilt.keys() == ref.keys() - {lost.eval_phase_id}
+  for pid, row in rebuilt.items():
+    assert row["status"] == "done"
+    for field in ("kind", "step", "config_sha256"):
+      assert row[field] == ref[pid][field], (pid, field)
+    assert (os.path.relpath(row["checkpoint"], root) ==
+            os.path.relpath(ref[pid]["checkpoint"], ref_plan.root_dir)), pid
+    if row["kind"] != "evaluate":
+      assert row["data_version"] == ref[pid]["data_version"], pid  # from data_report.json
+    else:
+      assert sorted(row["result"], key=str) == sorted(ref[pid]["result"], key=str)
+
+  assert cli.main(["grid", "run", *args]) == 0
+  out = capsys.readouterr().out
+  assert "ran 1 phases" in out and "4 already done" in out, out
+  gin.clear_config()
+  _assert_same_results(plan, ref_plan)
+
+
+def test_damaged_results_database_is_refused_and_refilled_from_the_state(done_grid,
+                                                                         demo_workspace,
+                                                                         tmp_path, capsys):
+  ref_plan, _ = done_grid
+  root = tmp_path / "grid"
+  shutil.copytree(ref_plan.root_dir, root)
+  plan = _plan_at(demo_workspace, root)
+  db_file = pathlib.Path(plan.results_db)
+  for suffix in ("-wal", "-shm"):
+    pathlib.Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+  db_file.write_bytes(b"garbage, not a database\n" * 300)
+  args = _cli_args(demo_workspace, root)
+  assert cli.main(["grid", "run", *args]) == 2
+  err = capsys.readouterr().err
+  assert str(db_file) in err and "not a readable SQLite results database" in err, err
+  assert "Traceback" not in err
+  gin.clear_config()
+  db_file.rename(db_file.with_suffix(".sqlite.bad"))  # as the message says
+  assert cli.main(["grid", "run", *args]) == 0
+  out = capsys.readouterr().out
+  assert "re-recorded 2 runs from the state" in out, out
+  gin.clear_config()
+  _assert_same_results(plan, ref_plan)

@@ -357,3 +357,68 @@ def phase_errors(state_dir: str) -> List[dict]:
   with state_lib.StateStore(state_dir, readonly=True) as store:
     return [r for r in store.all() if r["status"] in ("failed", "interrupted") or
             (r["status"] == "running" and not state_lib.lock_is_held(state_dir))]
+
+
+# ------------------------------------------------------------------------------------------------
+# Rebuilding a lost or damaged state
+
+
+@dataclasses.dataclass
+class RebuildReport:
+  moved: Optional[str]                                     # where the old state went, if any
+  trained: List[str] = dataclasses.field(default_factory=list)    # done: final checkpoint there
+  evaluated: List[str] = dataclasses.field(default_factory=list)  # done: rows in the results DB
+  pending: List[str] = dataclasses.field(default_factory=list)    # to run (training resumes)
+
+
+def _data_version_of(model_dir: str) -> str:
+  """The data version a training phase wrote into its model dir's data report ('' if none)."""
+  import json  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.tasks import data_report  # pylint: disable=g-import-not-at-top
+  path = ckpt_lib.as_path(model_dir) / data_report.REPORT_FILE
+  try:
+    return str(json.loads(path.read_text()).get("data_version") or "")
+  except (OSError, ValueError):
+    return ""
+
+
+def rebuild_state(plan: exp_lib.Plan, search_paths: Sequence[str] = ()) -> RebuildReport:
+  """A new state DB from what the grid's folders hold, the old one (if any) moved aside.
+
+  A training phase is done when its final checkpoint (`checkpoint_<steps>`) is in its model
+  dir; an evaluation is done when the results database holds rows for every run it evaluates
+  (those rows become its result, as `grid run` would have stored them). Everything else is left
+  pending: the next `grid run` resumes a training from its latest checkpoint and evaluates what
+  has no rows. Holds the grid's lock, so no `grid run` works meanwhile.
+  """
+  path = os.path.join(plan.state_dir, "state.sqlite")
+  with state_lib.GridLock(plan.state_dir):
+    moved = None
+    if os.path.exists(path):
+      moved = f"{path}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
+      for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+          os.replace(path + suffix, moved + suffix)
+    report = RebuildReport(moved=moved)
+    by_eval = _runs_by_eval_phase(plan)
+    with state_lib.StateStore(plan.state_dir) as store, \
+        results_lib.ResultsDB(plan.results_db) as db:
+      for phase in plan.phases:
+        if phase.kind == "evaluate":
+          rows = [db.rows(run_id=run.run_id) for run in by_eval.get(phase.phase_id, [])]
+          if not rows or not all(rows):
+            report.pending.append(phase.phase_id)
+            continue
+          flat = [r for run_rows in rows for r in run_rows]
+          store.start(phase.phase_id, phase.kind, phases_lib.config_hash(phase, search_paths))
+          store.finish(phase.phase_id, phase.final_checkpoint, phase.steps, "",
+                       n_params=flat[0]["n_params"], result=flat)
+          report.evaluated.append(phase.phase_id)
+        elif _exists(phase.final_checkpoint):
+          store.start(phase.phase_id, phase.kind, phases_lib.config_hash(phase, search_paths))
+          store.finish(phase.phase_id, phase.final_checkpoint, phase.steps,
+                       _data_version_of(phase.model_dir))
+          report.trained.append(phase.phase_id)
+        else:
+          report.pending.append(phase.phase_id)
+  return report

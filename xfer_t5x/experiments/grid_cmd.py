@@ -4,13 +4,18 @@
     --gin.default_vocabulary.path=/tmp/demo/spm.model --gin.register_tasks.data_dir=/tmp/demo/data
   xfer-t5x grid status --gin_file experiments/demo.gin --gin.experiment.root_dir=/tmp/grid
   xfer-t5x grid status --state_dir /tmp/grid --errors
+  xfer-t5x grid rebuild-state --gin_file experiments/demo.gin --gin.experiment.root_dir=/tmp/grid
 
 `run` runs every phase that is not done (resuming interrupted ones from their checkpoints) and
 records each finished run in the results table; running it again after everything is done does
 nothing. `status` lists the runs as done / running / failed / interrupted / pending; without
 --gin_file it shows only the phases the grid's state knows (pending ones need the experiment).
 The state (state.sqlite, grid.lock) and the results database live in the grid's root, or in
---state_dir (a local folder) when the root is remote (gs://...).
+--state_dir (a local folder) when the root is remote (gs://...). An empty or unreadable
+state.sqlite is refused rather than taken as a new grid (which would redo every phase);
+`rebuild-state` moves it aside and writes a new one from what the folders hold: trainings whose
+final checkpoint is there and evaluations whose rows are in the results database are done, and
+the rest is left for `run` (trainings resume from their latest checkpoints).
 Exit status of `run`: 0 when every run is done (or the grid was preempted and saved), 1 when
 some phase failed or waits for a failed one.
 """
@@ -20,7 +25,9 @@ from xfer_t5x.runtime import gin_utils
 
 
 def add_arguments(parser):
-  parser.add_argument("action", choices=("run", "status"), help="run the grid, or show its status")
+  parser.add_argument("action", choices=("run", "status", "rebuild-state"),
+                      help="run the grid, show its status, or rebuild a lost or damaged state "
+                      "DB from the model dirs and the results database")
   parser.add_argument("--root", default=None,
                       help="the grid's folder (default: experiment.root_dir from gin)")
   parser.add_argument("--state_dir", default=None,
@@ -95,6 +102,24 @@ def _run(args) -> int:
   return 0 if report.complete else 1
 
 
+def _rebuild(args) -> int:
+  from xfer_t5x.experiments import grid  # pylint: disable=g-import-not-at-top
+  if not args.gin_file:
+    print("xfer-t5x grid rebuild-state: pass the experiment, e.g. --gin_file experiments/demo.gin",
+          file=sys.stderr)
+    return 2
+  plan = grid.load_plan(args.gin_file, args.gin_bindings, args.gin_search_paths,
+                        root_dir=args.root, results_db=args.db, state_dir=args.state_dir)
+  report = grid.rebuild_state(plan, args.gin_search_paths)
+  if report.moved:
+    print(f"moved the old state to {report.moved}")
+  print(f"rebuilt {plan.state_dir}/state.sqlite: {len(report.trained)} training phases done "
+        f"(final checkpoint found), {len(report.evaluated)} evaluations done (rows in "
+        f"{plan.results_db}), {len(report.pending)} phases left to `grid run` (trainings resume "
+        "from their latest checkpoints)")
+  return 0
+
+
 def summary_line(plan, report) -> str:
   """One line saying what a grid run did."""
   if not report.ran and not report.failed and not report.blocked and not report.preempted:
@@ -117,6 +142,8 @@ def run(args) -> int:
   try:
     if args.action == "status":
       return _status(args)
+    if args.action == "rebuild-state":
+      return _rebuild(args)
     return _run(args)
   except (experiment.ExperimentError, state.GridBusyError, FileNotFoundError) as e:
     print(f"xfer-t5x grid {args.action}: {e}", file=sys.stderr)

@@ -78,12 +78,51 @@ def lock_is_held(root: str) -> bool:
   return locking.is_held(os.path.join(root, "grid.lock"))
 
 
+class StateDatabaseError(ValueError):
+  """The grid's state DB is empty or unreadable: taking it as a new grid would redo every phase."""
+
+
+REBUILD_HINT = ("Rebuild it from the model dirs and the results database (it is moved aside, "
+                "nothing is deleted): xfer-t5x grid rebuild-state with the same --gin_file and "
+                "--gin. flags as `grid run`; then run the grid again.")
+
+
+def check_database(path: str) -> None:
+  """Raises StateDatabaseError if the file at `path` exists but is empty or not a state DB."""
+  if not os.path.exists(path):
+    return
+  if os.path.getsize(path) == 0:
+    raise StateDatabaseError(
+        f"the grid's state {path} is empty (0 bytes: a disk that filled up, a copy that failed); "
+        f"taking it as a new grid would redo every finished phase. {REBUILD_HINT}")
+  try:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+      names = [r[1] for r in conn.execute("PRAGMA table_info(phases)")]
+      tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    finally:
+      conn.close()
+  except sqlite3.DatabaseError as e:
+    raise StateDatabaseError(
+        f"the grid's state {path} cannot be read as SQLite ({e}). {REBUILD_HINT}") from e
+  missing = [c for c in COLUMNS if c not in names]
+  if missing and tables:  # (no table at all: a store killed while creating its table)
+    raise StateDatabaseError(
+        f"the grid's state {path} is a SQLite file without the phases table's columns "
+        f"{missing}: not this library's grid state. {REBUILD_HINT}")
+
+
 class StateStore:
-  """The phases table in `<root>/state.sqlite` (one short transaction per change)."""
+  """The phases table in `<root>/state.sqlite` (one short transaction per change).
+
+  An existing file that is empty or not a state DB is refused (StateDatabaseError, naming the
+  file and `grid rebuild-state`), never silently taken as a new grid.
+  """
 
   def __init__(self, root: str, readonly: bool = False):
     self.root = root
     self.path = os.path.join(root, "state.sqlite")
+    check_database(self.path)
     if readonly:
       if not os.path.exists(self.path):
         self._conn = None
