@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "tasks": ("xfer_t5x.tasks.cli", "list, show and preview registered SeqIO tasks and mixtures"),
     "bench": ("xfer_t5x.runtime.bench", "benchmark train-step throughput and MFU for a model config"),
     "plan": ("xfer_t5x.launch.plan_cmd", "compile a run for a TPU topology here: memory per chip, step time, MFU, a fitting config"),
+    "launch": ("xfer_t5x.launch.launch_cmd", "run the same xfer-t5x command on every host of a Cloud TPU slice or a GKE JobSet"),
     "grid": ("xfer_t5x.experiments.grid_cmd", "run or inspect the experiment grid (run, status)"),
     "results": ("xfer_t5x.experiments.results_cmd", "print the results table and export CSV"),
     "analyze": ("xfer_t5x.analysis.analyze_cmd", "transfer gain vs. linguistic distance report"),
@@ -95,6 +96,10 @@ def main(argv=None):
     early_sigterm.install()
   from xfer_t5x import errors  # pylint: disable=g-import-not-at-top
   from xfer_t5x.runtime import gin_utils  # pylint: disable=g-import-not-at-top
+  passthrough = None  # `launch ... -- COMMAND`: the command goes to the workers untouched
+  if argv[:1] == ["launch"] and "--" in argv:
+    cut = argv.index("--")
+    argv, passthrough = argv[:cut], argv[cut + 1:]
   argv, show_traceback = errors.traceback_requested(argv)
   if not show_traceback:
     errors.quiet_environment_errors()
@@ -103,6 +108,8 @@ def main(argv=None):
   parser = build_parser(rest)
   args = parser.parse_args(rest)
   gin_utils.finish_namespace(args, bindings)
+  if passthrough is not None:
+    args.command = passthrough
   if not getattr(args, "_run", None):
     parser.print_help()
     return 2
