@@ -117,12 +117,6 @@ def options(args) -> launcher.Options:
   except ValueError as e:
     raise LaunchUsageError(f"--accelerator: {e}") from None
   check_output_dirs(command, s)
-  if command[:2] == ["grid", "run"] and s.multi_host:
-    raise LaunchUsageError(
-        f"`grid run` on {s.accelerator_type} ({s.hosts} hosts): the grid runner does not run its "
-        "phases collectively across hosts yet (each host would run the grid on its own). Use a "
-        "single-host slice (v5p-8, v4-8, v5litepod-8, v6e-8), or launch each phase's `train` / "
-        "`eval` on the multi-host slice.")
   target = gcloud.Target(name=args.name, zone=args.zone, project=args.project,
                          queued=args.queued,
                          provisioning="spot" if args.spot else "reserved" if args.reserved else "")

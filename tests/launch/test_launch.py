@@ -247,12 +247,15 @@ def test_local_model_dir_is_refused_for_a_multi_host_slice(fake, capsys):
   assert "gs://" in err and fake.calls() == []
 
 
-def test_grid_run_is_refused_on_a_multi_host_slice_for_now(fake, capsys):
-  fake.state()
-  assert _launch(fake, "--accelerator", "v5p-16", command=[
-      "grid", "run", "--gin.experiment.root_dir=gs://b/g"]) == 2
-  assert "does not run its phases collectively across hosts yet" in capsys.readouterr().err
-  assert fake.calls() == []
+def test_grid_run_on_a_multi_host_slice_runs_on_every_worker(fake, capsys):
+  fake.state(hosts=4, nodes={"job1": "READY"})
+  cmd = ["grid", "run", "--gin_file", "experiments/xtreme_r.gin",
+         "--gin.experiment.root_dir=gs://b/study"]
+  assert _launch(fake, "--accelerator", "v4-32", command=cmd) == 0
+  assert _received(capsys.readouterr().out) == {w: cmd for w in range(4)}
+  assert _launch(fake, "--accelerator", "v4-32", command=[
+      "grid", "run", "--gin.experiment.root_dir=/tmp/study"]) == 2
+  assert "--gin.experiment.root_dir=/tmp/study is a local path" in capsys.readouterr().err
 
 
 def test_local_gin_files_and_modules_travel_with_the_job(fake, capsys):

@@ -32,7 +32,9 @@ from xfer_t5x.experiments import experiment as exp_lib
 from xfer_t5x.experiments import phases as phases_lib
 from xfer_t5x.experiments import provenance
 from xfer_t5x.experiments import state as state_lib
+from xfer_t5x.experiments import team as team_lib
 from xfer_t5x.runtime import checkpoints as ckpt_lib
+from xfer_t5x.runtime import distributed
 from xfer_t5x.runtime import gin_utils
 
 STAGE = "evaluate"  # the results' `stage` column: the phase that produced the rows
@@ -87,6 +89,8 @@ class GridReport:
   rebuilt: List[str] = dataclasses.field(default_factory=list)    # done without rows: run again
   preempted: Optional[str] = None
   seconds: float = 0.0
+  follower: bool = False  # a process other than 0: ran what process 0 said, recorded nothing
+  followed: int = 0       # the phases it ran so
 
   @property
   def complete(self) -> bool:
@@ -193,10 +197,18 @@ def run_grid(plan: exp_lib.Plan, search_paths: Sequence[str] = (), retry_failed:
   """Runs every phase of `plan` that is not done (see the module docstring)."""
   t0 = time.time()
   report = GridReport()
+  distributed.initialize()  # the hosts of a slice run the grid together (experiments/team.py)
+  if not team_lib.is_leader():
+    report.followed = team_lib.follow(plan, search_paths, log)
+    report.follower = True
+    report.seconds = time.time() - t0
+    return report
   stop = _StopRequest()
+  leader = team_lib.Leader()
   try:
-    _run_grid(plan, search_paths, retry_failed, log, report, stop)
+    _run_grid(plan, search_paths, retry_failed, log, report, stop, leader)
   finally:
+    leader.stop("the grid run ended" if not report.preempted else "preempted")
     stop.restore()
   report.seconds = time.time() - t0
   return report
@@ -233,14 +245,14 @@ def _sort_done(plan, store, db, search_paths, report) -> List[exp_lib.Phase]:
   return todo
 
 
-def _execute(plan, phase, store, db, search_paths, report, log) -> bool:
+def _execute(plan, phase, store, db, search_paths, report, log, leader) -> bool:
   """Runs one phase and records what it made; returns False when the grid must stop."""
   gone = _missing_input(phase, store)
   sha = phases_lib.config_hash(phase, search_paths)
   store.start(phase.phase_id, phase.kind, sha)
   if gone:
     raise phases_lib.PhaseError(gone)
-  outcome = phases_lib.run_phase(phase, search_paths)
+  outcome = leader.run(phase, search_paths)  # on every process of the grid at once
   if outcome.preempted:
     store.interrupt(phase.phase_id, f"preempted at step {outcome.step}")
     report.preempted = phase.phase_id
@@ -264,7 +276,7 @@ def _execute(plan, phase, store, db, search_paths, report, log) -> bool:
   return True
 
 
-def _run_grid(plan, search_paths, retry_failed, log, report, stop):
+def _run_grid(plan, search_paths, retry_failed, log, report, stop, leader):
   os.makedirs(plan.state_dir, exist_ok=True)
   with state_lib.GridLock(plan.state_dir), state_lib.StateStore(plan.state_dir) as store, \
       results_lib.ResultsDB(plan.results_db) as db:
@@ -302,7 +314,7 @@ def _run_grid(plan, search_paths, retry_failed, log, report, stop):
       again = f" (attempt {row['attempts'] + 1}, was {row['status']})" if row else ""
       log("[%d/%d] %s %s: %s%s", i, n, phase.kind, phase.phase_id, what, again)
       try:
-        if not _execute(plan, phase, store, db, search_paths, report, log):
+        if not _execute(plan, phase, store, db, search_paths, report, log, leader):
           break
       except KeyboardInterrupt:
         store.interrupt(phase.phase_id, "interrupted (Ctrl-C)")

@@ -16,6 +16,8 @@ state.sqlite is refused rather than taken as a new grid (which would redo every 
 `rebuild-state` moves it aside and writes a new one from what the folders hold: trainings whose
 final checkpoint is there and evaluations whose rows are in the results database are done, and
 the rest is left for `run` (trainings resume from their latest checkpoints).
+On several processes (every host of a slice running the same `grid run`), process 0 keeps the
+state and the results and the others run each phase with it (experiments/team.py).
 Exit status of `run`: 0 when every run is done (or the grid was preempted and saved), 1 when
 some phase failed or waits for a failed one.
 """
@@ -96,6 +98,8 @@ def _run(args) -> int:
   plan = grid.load_plan(args.gin_file, args.gin_bindings, args.gin_search_paths,
                         root_dir=args.root, results_db=args.db, state_dir=args.state_dir)
   report = grid.run_grid(plan, args.gin_search_paths, retry_failed=not args.no_retry_failed)
+  if report.follower:  # process 0 printed the summary and holds the results
+    return 0
   print(summary_line(plan, report))
   if report.preempted:
     return 0
