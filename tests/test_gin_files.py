@@ -37,7 +37,9 @@ def test_gin_files_exist():
 @pytest.mark.parametrize("rel", ALL_GIN)
 def test_gin_file_parses(rel):
   # Each file imports the modules of the configurables it binds (T5X's convention), so unknown
-  # names are errors here.
+  # names are errors here. `include`s resolve against gin/, as the CLI's search path does.
+  if str(GIN_ROOT) not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
+    gin.add_config_file_search_path(str(GIN_ROOT))
   gin.parse_config_files_and_bindings(
       [str(GIN_ROOT / rel)], [], finalize_config=False, skip_unknown=False)
 

@@ -183,3 +183,54 @@ def test_phase_config_hash_ignores_the_rest_of_the_grid():
   phases.configure(plan.phase(pid), finalize=False)
   text = phases.phase_config_text()
   assert "experiment." not in text and "TRAIN_STEPS = 40" in text
+
+
+def test_each_size_has_its_own_files_and_batches():
+  plan = _plan(["experiments/demo.gin"])
+  for p in plan.phases:
+    if p.size == "mini":
+      assert p.gin_files[-1] == "plans/demo_mini_cpu.gin", p.phase_id  # parsed last
+      assert p.batch_size == 8
+    else:
+      assert "plans/demo_mini_cpu.gin" not in p.gin_files
+      assert p.batch_size == 16, p.phase_id
+  tiny = next(p for p in plan.phases if p.size == "tiny" and p.kind == "target")
+  assert "BATCH_SIZE = 16" in tiny.gin_bindings
+  # The phase's parsed config holds the size's file: mini's mesh is data-parallel.
+  mini = next(p for p in plan.phases if p.size == "mini" and p.kind == "intermediate")
+  phases.configure(mini, finalize=False)
+  try:
+    assert gin.query_parameter("standard_logical_axis_rules.parameter_partitioning_dims") == 1
+    assert gin.query_parameter("make_mesh.model") == 1
+  finally:
+    gin.clear_config()
+
+
+def test_study_sizes_use_their_plan_files():
+  plan = _plan(["experiments/xtreme_r.gin"], "experiment.state_dir = '/tmp/xfer_t5x_state'")
+  by_size = {p.size: p for p in plan.phases if p.kind == "target"}
+  assert by_size["xxl"].gin_files[-1] == "plans/mt5_xxl_v5p64.gin"
+  assert by_size["large"].gin_files[-1] == "plans/mt5_large_v5p8.gin"
+  assert not by_size["base"].gin_files[-1].startswith("plans/")
+  phases.configure(by_size["xxl"], finalize=False)
+  try:
+    assert gin.query_parameter("%MODEL_PARALLEL") == 8
+    assert gin.query_parameter("standard_logical_axis_rules.parameter_partitioning_dims") == 2
+  finally:
+    gin.clear_config()
+  phases.configure(by_size["large"], finalize=False)
+  try:
+    assert gin.query_parameter("T5Config.scan_layers") is True
+    assert gin.query_parameter("T5Config.remat_policy") == "full"
+    assert gin.query_parameter("standard_logical_axis_rules.parameter_partitioning_dims") == 1
+  finally:
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("binding,message", [
+    ("experiment.size_batch_sizes = {'tiny': {'eval': 4}}", "'intermediate' and/or 'target'"),
+    ("experiment.size_batch_sizes = {'tiny': {'target': 0}}", "must be an integer >= 1"),
+])
+def test_bad_size_batches_are_refused(binding, message):
+  with pytest.raises(exp_lib.ExperimentError, match=message):
+    _plan(["experiments/demo.gin"], binding)

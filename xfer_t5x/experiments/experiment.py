@@ -67,9 +67,21 @@ class Experiment:
   root_dir: Optional[str] = None
   results_db: Optional[str] = None
   state_dir: Optional[str] = None
+  size_gin_files: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+  size_batch_sizes: Tuple[Tuple[str, Tuple[Tuple[str, int], ...]], ...] = ()
 
   def model_file(self, size: str) -> str:
     return dict(self.sizes)[size]
+
+  def files_for(self, size: str) -> Tuple[str, ...]:
+    """The size's own run configuration (plans/*.gin: partitioning, remat, scan, microbatches),
+    parsed after every other file of its phases."""
+    return dict(self.size_gin_files).get(size, ())
+
+  def batch_for(self, size: str, kind: str) -> int:
+    """The global batch of a training phase of `kind` (intermediate | target) for `size`."""
+    default = self.intermediate_batch_size if kind == "intermediate" else self.target_batch_size
+    return dict(dict(self.size_batch_sizes).get(size, ())).get(kind, default)
 
   def pretrained_checkpoint(self, size: str) -> Optional[str]:
     return dict(self.pretrained).get(size)
@@ -141,7 +153,9 @@ def experiment(name: str = gin.REQUIRED,
                eval_bindings: Sequence[str] = (),
                root_dir: Optional[str] = None,
                results_db: Optional[str] = None,
-               state_dir: Optional[str] = None) -> Experiment:
+               state_dir: Optional[str] = None,
+               size_gin_files: Optional[Mapping[str, Sequence[str]]] = None,
+               size_batch_sizes: Optional[Mapping[str, Mapping[str, int]]] = None) -> Experiment:
   """The experiment as gin binds it, validated.
 
   Args:
@@ -169,6 +183,11 @@ def experiment(name: str = gin.REQUIRED,
     results_db: the results database; default <state_dir>/results.sqlite.
     state_dir: a local folder for the grid's state, lock and (default) results database;
       default: root_dir, which must then be local. `--state_dir` overrides it.
+    size_gin_files: {size: [gin file, ...]}: each size's own run configuration (mesh,
+      partitioning, remat, scan, microbatches; `plans/*.gin`), for its training and evaluation
+      phases, parsed after every other file.
+    size_batch_sizes: {size: {"intermediate": n, "target": m}}: a size's global batches where
+      they differ from intermediate_batch_size / target_batch_size.
   """
   if not name or "/" in str(name):
     raise ExperimentError(f"experiment.name={name!r}: give a non-empty name without '/'")
@@ -239,6 +258,21 @@ def experiment(name: str = gin.REQUIRED,
                   *((f"stage_steps[{k}]", s) for k, s in dict(stage_steps or {}).items())):
     if int(v) < 1:
       raise ExperimentError(f"experiment.{what}={v}: must be at least 1")
+  size_names = {s for s, _ in size_pairs}
+  # As for `pretrained`: entries of sizes this experiment does not run are ignored.
+  files_by_size = tuple((s, _strings(f, f"size_gin_files[{s}]"))
+                        for s, f in _pairs(size_gin_files, "size_gin_files") if s in size_names)
+  batches = []
+  for s, kinds in _pairs(size_batch_sizes, "size_batch_sizes"):
+    if not isinstance(kinds, Mapping) or not set(kinds) <= {"intermediate", "target"}:
+      raise ExperimentError(f"experiment.size_batch_sizes[{s!r}]={kinds!r}: give a dict with "
+                            "'intermediate' and/or 'target', e.g. {'target': 256}")
+    for kind, v in kinds.items():
+      if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ExperimentError(f"experiment.size_batch_sizes[{s!r}][{kind!r}]={v!r}: must be an "
+                              "integer >= 1")
+    if s in size_names:
+      batches.append((s, tuple(sorted((str(k), int(v)) for k, v in kinds.items()))))
   lengths = tuple((str(k), tuple(sorted((str(f), int(n)) for f, n in dict(v).items())))
                   for k, v in dict(feature_lengths or {}).items())
   for k, v in lengths:
@@ -258,7 +292,8 @@ def experiment(name: str = gin.REQUIRED,
       intermediate_bindings=_strings(intermediate_bindings, "intermediate_bindings"),
       target_bindings=_strings(target_bindings, "target_bindings"),
       eval_bindings=_strings(eval_bindings, "eval_bindings"),
-      root_dir=root_dir, results_db=results_db, state_dir=state_dir)
+      root_dir=root_dir, results_db=results_db, state_dir=state_dir,
+      size_gin_files=files_by_size, size_batch_sizes=tuple(batches))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -399,6 +434,8 @@ def expand(exp: Experiment, root_dir: Optional[str] = None, experiment_files: Se
 
   for size, model_file in exp.sizes:
     pretrained = exp.pretrained_checkpoint(size)
+    size_files = exp.files_for(size)
+    inter_batch, target_batch = exp.batch_for(size, "intermediate"), exp.batch_for(size, "target")
     for seed in exp.seeds:
       for inter in exp.intermediates:
         base = os.path.join(exp.name, size, f"seed{seed}", inter)
@@ -409,11 +446,11 @@ def expand(exp: Experiment, root_dir: Optional[str] = None, experiment_files: Se
           lengths = exp.lengths_for(inter)
           mdir = os.path.join(root, pid)
           add(Phase(pid, "intermediate", size, inter, None, seed, mdir, task=inter,
-                    steps=exp.intermediate_steps, batch_size=exp.intermediate_batch_size,
+                    steps=exp.intermediate_steps, batch_size=inter_batch,
                     feature_lengths=tuple(sorted(lengths.items())), initial_checkpoint=pretrained,
-                    gin_files=(model_file, exp.run_file) + common_files,
+                    gin_files=(model_file, exp.run_file) + common_files + size_files,
                     gin_bindings=user + _training_bindings(
-                        mdir, inter, exp.intermediate_steps, exp.intermediate_batch_size,
+                        mdir, inter, exp.intermediate_steps, inter_batch,
                         lengths, pretrained, seed) + exp.intermediate_bindings,
                     root_dir=root))
           chain.append(pid)
@@ -430,12 +467,12 @@ def expand(exp: Experiment, root_dir: Optional[str] = None, experiment_files: Se
             lengths = exp.lengths_for(stage, target)
             mdir = os.path.join(root, pid)
             add(Phase(pid, "target", size, inter, target, seed, mdir, task=stage, steps=steps,
-                      batch_size=exp.target_batch_size,
+                      batch_size=target_batch,
                       feature_lengths=tuple(sorted(lengths.items())), initial_checkpoint=tinit,
                       depends_on=tuple(tchain[-1:]),
-                      gin_files=(model_file, exp.run_file) + common_files,
+                      gin_files=(model_file, exp.run_file) + common_files + size_files,
                       gin_bindings=user + _training_bindings(
-                          mdir, stage, steps, exp.target_batch_size, lengths, tinit, seed)
+                          mdir, stage, steps, target_batch, lengths, tinit, seed)
                       + exp.target_bindings, root_dir=root))
             tchain.append(pid)
             tinit = phases[pid].final_checkpoint
@@ -447,10 +484,11 @@ def expand(exp: Experiment, root_dir: Optional[str] = None, experiment_files: Se
           eval_id = os.path.join(base, target, "evaluate")
           add(Phase(eval_id, "evaluate", size, inter, target, seed, last.model_dir,
                     eval_tasks=tuple(f"{target}.{lang}" for lang in languages),
-                    steps=last.steps, batch_size=exp.target_batch_size,
+                    steps=last.steps, batch_size=target_batch,
                     feature_lengths=tuple(sorted(lengths.items())),
                     depends_on=(last.phase_id,),
-                    gin_files=(model_file,) + tuple(exp.eval_gin_files) + common_files,
+                    gin_files=(model_file,) + tuple(exp.eval_gin_files) + common_files
+                    + size_files,
                     gin_bindings=user + (f"evaluate.feature_lengths = {_gin_value(lengths)}",)
                     + exp.eval_bindings, root_dir=root))
           tchain.append(eval_id)
