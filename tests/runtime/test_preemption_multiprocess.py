@@ -35,7 +35,10 @@ def _start(ws, model_dir, pid, port, service, cwd):
 def two_process_reference(demo_workspace, tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("two_process_reference") / "model"
   port = free_port()
-  finish_all([_start(demo_workspace, model_dir, i, port, True, model_dir.parent) for i in (0, 1)])
+  # The reference runs with JAX's preemption service off too: with it on, the reference run
+  # deadlocked mid-run in two of three full-suite runs on this 2-core machine (never alone).
+  finish_all([_start(demo_workspace, model_dir, i, port, False, model_dir.parent)
+              for i in (0, 1)])
   return model_dir
 
 
