@@ -91,7 +91,7 @@ class Shell:
     return proc
 
 
-def slice_state(shell: Shell, t: gcloud.Target) -> str:
+def slice_state(t: gcloud.Target) -> str:
   """READY / ACTIVE / CREATING / WAITING_FOR_RESOURCES / PREEMPTED / ... or NOT_FOUND."""
   words = gcloud.describe_queued_state(t) if t.queued else gcloud.describe_state(t)
   proc = subprocess.run(words, capture_output=True, text=True)
@@ -107,7 +107,7 @@ def ensure_slice(shell: Shell, o: Options, recreate: bool = False) -> None:
     shell.say(f"# create the slice unless {t.name} is already READY:")
     shell.run(gcloud.create(t, o.slice))
     return
-  state = slice_state(shell, t)
+  state = slice_state(t)
   if recreate or (state in GONE and state != "NOT_FOUND"):
     shell.say(f"{t.name} is {state}: deleting it to create it again")
     shell.run(gcloud.delete(t), check=False)
@@ -116,7 +116,7 @@ def ensure_slice(shell: Shell, o: Options, recreate: bool = False) -> None:
     shell.run(gcloud.create(t, o.slice))
   deadline = time.time() + o.ready_timeout
   while True:
-    state = slice_state(shell, t)
+    state = slice_state(t)
     if state in READY:
       shell.say(f"{t.name}: {state} ({o.slice.accelerator_type}, {o.slice.hosts} host(s))")
       return
@@ -147,22 +147,27 @@ def build_wheel(shell: Shell, o: Options) -> str:
   return str(wheels[-1])
 
 
-def install(shell: Shell, o: Options, files: remote.Files) -> None:
-  """Copies the wheel, the constraints and the user's files to every worker and installs."""
+def payload(shell: Shell, o: Options, files: remote.Files) -> List[str]:
+  """The local files every worker gets: the wheel (built once per launch) and the constraints
+  unless --skip_install, then the user's own files."""
+  copies = list(files.copies)
+  if o.skip_install:
+    return copies
+  root = checkout_root()
+  constraints = o.constraints or (str(root / "constraints.txt") if root else "")
+  if not constraints:
+    raise LaunchError("no constraints.txt to pin the install with: pass --constraints")
+  return [build_wheel(shell, o), constraints] + copies
+
+
+def install(shell: Shell, o: Options, copies: List[str]) -> None:
+  """Copies `payload`'s files to every worker and installs the wheel (its first file)."""
   t = o.target
   shell.run(gcloud.ssh(t, remote.mkdir_command()))
-  copies = list(files.copies)
-  if not o.skip_install:
-    wheel = build_wheel(shell, o)
-    root = checkout_root()
-    constraints = o.constraints or (str(root / "constraints.txt") if root else "")
-    if not constraints:
-      raise LaunchError("no constraints.txt to pin the install with: pass --constraints")
-    copies = [wheel, constraints] + copies
   if copies:
     shell.run(gcloud.scp(t, copies, remote.JOB_DIR.replace("$HOME/", "")))  # home-relative
   if not o.skip_install:
-    shell.run(gcloud.ssh(t, remote.install_command(os.path.basename(wheel))))
+    shell.run(gcloud.ssh(t, remote.install_command(os.path.basename(copies[0]))))
 
 
 def _stream(proc: subprocess.Popen, prefix: str, log: TextIO, out: TextIO, lock: threading.Lock):
@@ -216,8 +221,9 @@ def launch(o: Options, out: Optional[TextIO] = None) -> Result:
   shell = Shell(o.dry_run, out)
   files = remote.local_files(o.args)
   command = remote.run_command(files.args, o.env, o.python)
+  copies = payload(shell, o, files)
   ensure_slice(shell, o)
-  install(shell, o, files)
+  install(shell, o, copies)
   restarts = 0
   while True:
     codes = run_on_workers(shell, o, command, restarts)
@@ -225,7 +231,7 @@ def launch(o: Options, out: Optional[TextIO] = None) -> Result:
       if not o.dry_run:
         report(shell, o, codes)
       return Result(codes, restarts)
-    state = "UNKNOWN" if o.dry_run else slice_state(shell, o.target)
+    state = "UNKNOWN" if o.dry_run else slice_state(o.target)
     if state not in GONE:
       report(shell, o, codes)
       return Result(codes, restarts)
@@ -239,4 +245,4 @@ def launch(o: Options, out: Optional[TextIO] = None) -> Result:
               f"(restart {restarts} of {o.max_restarts}); the run resumes from its last "
               "checkpoint")
     ensure_slice(shell, o, recreate=True)
-    install(shell, o, files)
+    install(shell, o, copies)

@@ -89,14 +89,22 @@ def _status(args) -> int:
   return 0
 
 
-def _run(args) -> int:
+def _experiment_plan(args):
+  """The experiment's plan from --gin_file and the flags, or None (after saying so) without one."""
   from xfer_t5x.experiments import grid  # pylint: disable=g-import-not-at-top
   if not args.gin_file:
-    print("xfer-t5x grid run: pass the experiment, e.g. --gin_file experiments/demo.gin",
-          file=sys.stderr)
-    return 2
-  plan = grid.load_plan(args.gin_file, args.gin_bindings, args.gin_search_paths,
+    print(f"xfer-t5x grid {args.action}: pass the experiment, e.g. --gin_file "
+          "experiments/demo.gin", file=sys.stderr)
+    return None
+  return grid.load_plan(args.gin_file, args.gin_bindings, args.gin_search_paths,
                         root_dir=args.root, results_db=args.db, state_dir=args.state_dir)
+
+
+def _run(args) -> int:
+  from xfer_t5x.experiments import grid  # pylint: disable=g-import-not-at-top
+  plan = _experiment_plan(args)
+  if plan is None:
+    return 2
   report = grid.run_grid(plan, args.gin_search_paths, retry_failed=not args.no_retry_failed)
   if report.follower:  # process 0 printed the summary and holds the results
     return 0
@@ -108,12 +116,9 @@ def _run(args) -> int:
 
 def _rebuild(args) -> int:
   from xfer_t5x.experiments import grid  # pylint: disable=g-import-not-at-top
-  if not args.gin_file:
-    print("xfer-t5x grid rebuild-state: pass the experiment, e.g. --gin_file experiments/demo.gin",
-          file=sys.stderr)
+  plan = _experiment_plan(args)
+  if plan is None:
     return 2
-  plan = grid.load_plan(args.gin_file, args.gin_bindings, args.gin_search_paths,
-                        root_dir=args.root, results_db=args.db, state_dir=args.state_dir)
   report = grid.rebuild_state(plan, args.gin_search_paths)
   if report.moved:
     print(f"moved the old state to {report.moved}")

@@ -307,11 +307,10 @@ class DataIterator:
       One line saying how the iterator resumed; `resumed_by` is then "iterator checkpoint" or
       "replay".
     """
-    saved = dict(state.get("description") or {})
     position = int(state["position"])
     if position < 0:
       raise ValueError(f"data iterator position {position} is negative")
-    saved_shards = saved.pop("num_shards", self.num_shards)
+    saved_shards = (state.get("description") or {}).get("num_shards", self.num_shards)
     self.check_resumable(state, where)
     self._iter = None
     self._position = position

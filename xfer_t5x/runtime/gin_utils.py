@@ -332,8 +332,6 @@ def _explained_gin_errors(what: str):
   try:
     yield
   except (ValueError, SyntaxError) as e:
-    if isinstance(e, (UnknownMacroError, BindingValueError)):
-      raise
     explained = explain_gin_error(e, what)
     if explained is None:
       raise
