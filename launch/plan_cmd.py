@@ -48,16 +48,28 @@ def _log(msg):
   print(msg, file=sys.stderr, flush=True)
 
 
+def configured_shape(vocab_size=None):
+  """(the run's shape, the operative gin text) from the gin config parsed now, which is then
+  cleared; the text is part of the compile cache's key. ValueError: a shape gin cannot give."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.launch import plan  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime import vocab_setup  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.tasks import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  try:
+    shape = plan.run_shape_from_gin(vocab_size or vocab_lib.model_vocab_size(
+        vocab_setup.setup_vocabulary_and_tasks(register=False), plan.MT5_VOCAB_SIZE))
+    return shape, gin.config_str()
+  finally:
+    gin.clear_config()
+
+
 def run(args) -> int:
   # This process only reads gin and prints; compiles run in child processes with their own
   # environment. Keep TensorFlow's start-up lines and any TPU backend out of it.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  import gin  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.launch import plan, plan_report, plan_search  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.launch import plan_report, plan_search  # pylint: disable=g-import-not-at-top
   import xfer_t5x.runtime.trainer  # pylint: disable=g-import-not-at-top,unused-import  (gin names)
-  from xfer_t5x.runtime import vocab_setup  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.tasks import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
 
   try:
     target = plan_search.target_for(args.topology)
@@ -66,14 +78,11 @@ def run(args) -> int:
     return 2
   gin_utils.setup_gin_from_args(args, finalize=False)
   try:
-    shape = plan.run_shape_from_gin(args.vocab_size or vocab_lib.model_vocab_size(
-        vocab_setup.setup_vocabulary_and_tasks(register=False), plan.MT5_VOCAB_SIZE))
+    shape, gin_text = configured_shape(args.vocab_size)
   except ValueError as e:
     print(f"xfer-t5x {e}", file=sys.stderr)
     return 2
   gin_files = [gin_utils.resolve_gin_file(f, args.gin_search_paths) for f in args.gin_file]
-  gin_text = gin.config_str()
-  gin.clear_config()
   if not target.is_tpu and not args.topology.startswith("cpu:"):
     _log(f"plan: libtpu is not installed: compiling for {target.describe()}")
   try:

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "tasks": ("xfer_t5x.tasks.cli", "list, show and preview registered SeqIO tasks and mixtures"),
     "bench": ("xfer_t5x.runtime.bench", "benchmark train-step throughput and MFU for a model config"),
     "plan": ("xfer_t5x.launch.plan_cmd", "compile a run for a TPU topology here: memory per chip, step time, MFU, a fitting config"),
+    "plan-report": ("xfer_t5x.launch.planning_report_cmd", "the committed planning report: each size's plan file compiled for its slice, and the study's bill"),
     "launch": ("xfer_t5x.launch.launch_cmd", "run the same xfer-t5x command on every host of a Cloud TPU slice or a GKE JobSet"),
     "grid": ("xfer_t5x.experiments.grid_cmd", "run or inspect the experiment grid (run, status)"),
     "results": ("xfer_t5x.experiments.results_cmd", "print the results table and export CSV"),
