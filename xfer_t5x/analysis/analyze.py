@@ -36,6 +36,7 @@ class Analysis:
   slopes: pd.DataFrame
   slope_differences: pd.DataFrame
   mixed: list
+  mixed_baseline: list  # the same fits adjusted for the baseline score: a sensitivity analysis
   macro_choices: pd.DataFrame
   sensitivity: pd.DataFrame
   notes: list
@@ -157,7 +158,9 @@ def analyze(results, kinds=DEFAULT_DISTANCES, mode="coverage", include_english=F
     mixed_distances = kinds[:1]
   elif mixed_distances == "all":
     mixed_distances = kinds
-  mixed = [M.mixed_model(part, k) for _, part in frame.groupby("intermediate") for k in mixed_distances]
+  parts = [part for _, part in frame.groupby("intermediate")]
+  mixed = [M.mixed_model(part, k) for part in parts for k in mixed_distances]
+  mixed_baseline = [M.mixed_model(part, k, baseline=True) for part in parts for k in mixed_distances]
   choices = D.macrolanguage_choices(mode)
   in_data = sorted(set(frame["language"]) & set(L.MACROLANGUAGES))
   if in_data:
@@ -168,6 +171,7 @@ def analyze(results, kinds=DEFAULT_DISTANCES, mode="coverage", include_english=F
   return Analysis(kinds=kinds, mode=mode, summary=summary, gains=gains, distances=dist,
                   frame=frame, means=means, spearman=spearman, size_effects=effects,
                   slopes=slopes, slope_differences=diffs, mixed=mixed,
+                  mixed_baseline=mixed_baseline,
                   macro_choices=choices[choices["language"].isin(in_data)].reset_index(drop=True),
                   sensitivity=sens, notes=notes, include_english=include_english,
                   n_boot=n_boot, n_perm=n_perm)

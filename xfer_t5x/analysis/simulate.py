@@ -6,7 +6,9 @@ language) a baseline score is drawn; each run's score in a language is
 
     baseline + [intermediate != none] * (a + task_shift - b[size] * distance + u_language) + e
 
-with u_language ~ N(0, language_sd) (shared by tasks: the reason SEs are clustered by language)
+where the baseline is N(60, baseline_sd) - baseline_slope * distance (real baselines fall with
+distance),
+u_language ~ N(0, language_sd) (shared by tasks: the reason SEs are clustered by language)
 and e ~ N(0, seed_sd) per run and language. So the true per-size slope of gain on distance is
 -b[size]. QA targets record EM and F1 (both task scores); UD-POS also records a token accuracy
 that is not a task score, so the analysis must filter on `task_score`.
@@ -27,7 +29,8 @@ _METRICS = {"xquad": (("em", True), ("f1", True)), "mlqa": (("em", True), ("f1",
 
 def simulate_results(seed, slopes, sizes=None, distance="featural", tasks=DEFAULT_TASKS,
                      intermediates=("mnli",), n_seeds=3, a=2.0, language_sd=1.0, seed_sd=1.0,
-                     task_sd=1.0, dist_table=None, experiment="sim"):
+                     task_sd=1.0, dist_table=None, experiment="sim", baseline_sd=10.0,
+                     baseline_slope=0.0):
   """A results DataFrame (COLUMNS) with gain = a - slopes[size] * distance + noise.
 
   slopes: {size name: b}; sizes: {size name: n_params} (default small and xxl).
@@ -44,7 +47,7 @@ def simulate_results(seed, slopes, sizes=None, distance="featural", tasks=DEFAUL
     for task in tasks:
       task_langs = L.XTREME_R_LANGUAGES[task]
       dist = table.loc[task_langs, distance].to_numpy(np.float64)
-      base = rng.normal(60, 10, len(task_langs))
+      base = rng.normal(60, baseline_sd, len(task_langs)) - baseline_slope * dist
       shift = {i: rng.normal(0, task_sd) for i in intermediates}
       for inter in ("none",) + tuple(intermediates):
         true_gain = 0.0 if inter == "none" else (
