@@ -1,8 +1,9 @@
 """Calibration on simulated grids with a planted effect (CONTRACTS.md, "Numbers in tests").
 
 gain = a - b[size] * distance + noise, with b larger for the small model (simulate.py). The
-estimator checked is the one the report uses: `stats.slopes_by_size` (OLS of gain on distance with
-task intercepts, language-clustered CR2 errors), run on results tables through `compute_gains`.
+estimators checked are the ones the report uses: `stats.slopes_by_size` (OLS of gain on distance
+with task intercepts, language-clustered CR2 errors) and `stats.slope_differences`, run on results
+tables through `compute_gains` (the mixed model: test_mixed_calibration.py).
 """
 import numpy as np
 import pytest
@@ -23,9 +24,17 @@ def table():
   return D.distance_table()
 
 
+def _frame(results, table):
+  return S.analysis_frame(G.compute_gains(results).by_language, table, [KIND])
+
+
 def _slopes(results, table):
-  frame = S.analysis_frame(G.compute_gains(results).by_language, table, [KIND])
-  return S.slopes_by_size(frame, [KIND]).set_index("size")
+  return S.slopes_by_size(_frame(results, table), [KIND]).set_index("size")
+
+
+def _difference(results, table):
+  (row,) = S.slope_differences(_frame(results, table), [KIND]).to_dict(orient="records")
+  return row
 
 
 def test_planted_effect_is_recovered_by_every_estimator(table):
@@ -57,13 +66,24 @@ def test_coverage_and_false_positive_rate_over_100_grids(table):
   n = 100
   covered = {s: 0 for s in B}
   false_pos = {s: 0 for s in B}
+  diff_covered = diff_false_pos = 0
+  true_diff = B["small"] - B["xxl"]  # slope(xxl) - slope(small) = -3 - (-10)
   for i in range(n):
-    sl = _slopes(sim.simulate_results(i, B, dist_table=table), table)
+    planted = sim.simulate_results(i, B, dist_table=table)
+    sl = _slopes(planted, table)
     for size, b in B.items():
       covered[size] += bool(sl.loc[size, "ci_low"] <= -b <= sl.loc[size, "ci_high"])
-    sl0 = _slopes(sim.simulate_results(100_000 + i, NULL, dist_table=table), table)
+    d = _difference(planted, table)
+    diff_covered += bool(d["ci_low"] <= true_diff <= d["ci_high"])
+    null = sim.simulate_results(100_000 + i, NULL, dist_table=table)
+    sl0 = _slopes(null, table)
     for size in B:
       false_pos[size] += bool(not sl0.loc[size, "ci_low"] <= 0 <= sl0.loc[size, "ci_high"])
+    d0 = _difference(null, table)
+    diff_false_pos += bool(not d0["ci_low"] <= 0 <= d0["ci_high"])
   for size in B:
     assert 0.89 <= covered[size] / n <= 0.99, (size, covered)
     assert false_pos[size] / n <= 0.10, (size, false_pos)
+  # the size difference: the report's answer to "does the dependence shrink with size"
+  assert 0.89 <= diff_covered / n <= 0.99, diff_covered
+  assert diff_false_pos / n <= 0.10, diff_false_pos

@@ -35,7 +35,8 @@ def test_failed_fits_fall_back_with_reasons(monkeypatch):
   m = M.mixed_model(frame, "featural")
   assert m.method == "OLS, language-clustered SEs"
   assert "distance:log10_params_c" in list(m.coefficients["term"])
-  assert sum("failed: Singular matrix" in n for n in m.notes) == 2  # full, then without family
+  assert sum("failed (Singular matrix; details under Diagnostics)" in n for n in m.notes) == 2
+  assert sum("failed: Singular matrix" in n for n in m.diagnostics) == 2  # full, then no family
   assert any("fell back to OLS" in n for n in m.notes)
   est = m.coefficients.set_index("term").loc["distance:log10_params_c"]
   assert est["ci_low"] < est["coef"] < est["ci_high"]

@@ -2,11 +2,14 @@
 import os
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from xfer_t5x import cli
 from xfer_t5x.analysis import report as R
+from xfer_t5x.analysis import report_json
+from xfer_t5x.analysis import stats as S
 from xfer_t5x.analysis import simulate as sim
 from xfer_t5x.results import ResultsDB, load_results
 
@@ -130,3 +133,48 @@ def test_distances_command(capsys):
   out = capsys.readouterr().out
   assert "# geographic: great-circle" in out and "ara" in out
   assert cli.main(["distances", "--languages", "de", "xx"]) == 2
+
+
+def test_first_section_states_the_primary_answer_from_report_json(synthetic, tmp_path):
+  out = tmp_path / "report"
+  paths = R.build_report(synthetic / "results.csv", out, kinds=("syntactic", "featural"),
+                         n_boot=50, n_perm=50)
+  doc = report_json.load(out / "report.json")
+  md = open(paths["markdown"], encoding="utf-8").read()
+  # The first section after the title is the answer, with the first figure right under it.
+  sections = md.split("\n## ")
+  assert sections[1].startswith("Answer\n")
+  answer = sections[1]
+  prim = doc["primary"]
+  assert prim["distance"] == "syntactic" and prim["alpha"] == 0.05
+  assert prim["family_size"] == 2 * 2 + 2  # 2 distances x (2 sizes + 1 size pair) tests
+  assert f"alpha = {prim['alpha']:g}" in answer and "syntactic distance" in answer
+  assert "![" in answer and "gain_vs_syntactic.png" in answer
+  assert len(prim["slopes"]) == 2
+  for s in prim["slopes"]:  # each estimate and its interval, as report.json has them
+    assert f"{s['slope']:+.2f} [{s['ci_low']:+.2f}, {s['ci_high']:+.2f}]" in answer
+    assert f"({s['slope_per_sd']:+.2f} per SD)" in answer
+  (d,) = prim["differences"]
+  assert (d["smaller"], d["larger"]) == ("base", "xxl")
+  assert f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]" in answer
+  # report.json holds every slope with both adjustments and the standardised slope
+  slopes = pd.DataFrame(doc["slopes"])
+  assert set(slopes["distance"]) == {"syntactic", "featural"}
+  assert (slopes["p_family"] >= slopes["p_holm"] - 1e-12).all()
+  assert np.allclose(slopes["slope_per_sd"], slopes["slope"] * slopes["distance_sd"])
+  assert doc["provenance"]["results_sha256"] and doc["provenance"]["summary"]["n_runs"] > 0
+  assert set(doc["distance_correlations"]) == {"syntactic", "featural"}
+  html = open(paths["html"], encoding="utf-8").read()
+  assert "`" not in html  # Markdown code marks become <code>, never literal backticks
+  # Convergence messages sit under Diagnostics, at the end, not in the model sections.
+  assert md.index("## Diagnostics") > md.index("## Mixed-effects model")
+  assert "statsmodels:" not in md[:md.index("## Diagnostics")]
+
+
+def test_holm_across_is_one_family():
+  a = pd.DataFrame({"p": [0.01, 0.04]})
+  b = pd.DataFrame({"p": [0.03, np.nan]})
+  a2, b2 = S.holm_across([a, b])
+  # three finite p-values: 0.01 * 3, then max(0.03 * 2, 0.03), then max(0.04 * 1, 0.06)
+  assert a2["p_family"].tolist() == pytest.approx([0.03, 0.06])
+  assert b2["p_family"].iloc[0] == pytest.approx(0.06) and np.isnan(b2["p_family"].iloc[1])

@@ -20,7 +20,7 @@ def add_arguments(parser):
   parser.add_argument("--distance", nargs="+", choices=D.DISTANCE_TYPES, default=list(A.DEFAULT_DISTANCES),
                       metavar="KIND",
                       help="distance types, the first one primary (plots, mixed model); any of "
-                           f"{', '.join(D.DISTANCE_TYPES)} (default: all, featural first)")
+                           f"{', '.join(D.DISTANCE_TYPES)} (default: all, syntactic first: the primary measure)")
   parser.add_argument("--macrolanguages", choices=D.MACRO_MODES, default="coverage",
                       help="which URIEL code stands for the eight macrolanguages (default: the one "
                            "with more observed features per distance type)")

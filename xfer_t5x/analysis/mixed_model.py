@@ -43,6 +43,7 @@ class MixedResult:
   coefficients: pd.DataFrame  # term, coef, se, ci_low, ci_high, p
   variance_components: dict
   notes: list
+  diagnostics: list = dataclasses.field(default_factory=list)  # the optimizer's warnings
 
 
 def _prepare(frame, kind):
@@ -120,6 +121,7 @@ def mixed_model(frame, kind, baseline=False):
   dropped = [g for g in ("language", "task", "family") if g not in groups]
   if dropped:
     notes.append(f"random effect(s) {dropped} dropped: one level only")
+  diagnostics = []
   attempts = [groups]
   if "family" in groups:
     attempts.append([g for g in groups if g != "family"])
@@ -129,13 +131,15 @@ def mixed_model(frame, kind, baseline=False):
     try:
       table, vcs, msgs = _fit_mixed(df, formula, attempt)
     except (np.linalg.LinAlgError, ValueError, RuntimeError, ZeroDivisionError) as e:
-      notes.append(f"MixedLM with random effects {attempt} failed: {e}")
+      notes.append(f"MixedLM with random effects {attempt} failed ({str(e).split(' (')[0]}; "
+                   "details under Diagnostics)")
+      diagnostics.append(f"MixedLM with random effects {attempt} failed: {e}")
       continue
-    notes.extend(f"statsmodels: {m}" for m in msgs)
     if attempt != groups:
       notes.append(f"fitted without the family component, random effects {attempt}")
     re = " + ".join(f"(1 | {g})" for g in attempt)
-    return MixedResult(inter, kind, "MixedLM (REML)", f"{formula} + {re}", table, vcs, notes)
+    return MixedResult(inter, kind, "MixedLM (REML)", f"{formula} + {re}", table, vcs, notes,
+                       diagnostics + [f"statsmodels: {m}" for m in msgs])
   # fall back: OLS with the same fixed effects, language-clustered SEs
   y, X = patsy.dmatrices(formula, df, return_type="dataframe")
   try:
@@ -145,4 +149,5 @@ def mixed_model(frame, kind, baseline=False):
   se = np.sqrt(np.diag(fit.cov))
   table = _coef_table(fit.names, fit.params, se, sps.t(fit.df))
   notes.append("fell back to OLS with language-clustered standard errors (no random effects)")
-  return MixedResult(inter, kind, "OLS, language-clustered SEs", formula, table, {}, notes)
+  return MixedResult(inter, kind, "OLS, language-clustered SEs", formula, table, {}, notes,
+                     diagnostics)

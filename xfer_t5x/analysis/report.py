@@ -23,6 +23,7 @@ from xfer_t5x.analysis import analyze as A
 from xfer_t5x.analysis import distances as D
 from xfer_t5x.analysis import gains as G
 from xfer_t5x.analysis import plots
+from xfer_t5x.analysis import report_json
 from xfer_t5x.results import load_results
 
 ESTIMATORS = [
@@ -46,8 +47,15 @@ ESTIMATORS = [
     "from it (they share its noise) and it falls with distance, so adjusting for it manufactures "
     "a distance effect (on simulated grids with none, nearly always). The baseline-adjusted fit "
     "is shown only as a sensitivity analysis.",
-    "**Multiple testing.** Holm correction across the distance types within each (intermediate, "
-    "size) or size pair: column `p_holm`.",
+    "**Multiple testing.** The report's family of tests is every slope and every slope "
+    "difference (all distance types x sizes or size pairs x intermediate tasks): Holm over that "
+    "whole family is column `p_family`, the one the answer above uses. Holm across the distance "
+    "types within each (intermediate, size) or size pair is kept as the secondary column "
+    "`p_holm`. Spearman and size-effect p-values are descriptive (`p_holm` within their own "
+    "groups).",
+    "**Standardised slopes.** `slope_per_sd`: the slope times the standard deviation of that "
+    "distance over the fit's languages (the change in gain per SD of distance), so that distance "
+    "types on different scales can be compared.",
 ]
 
 
@@ -114,7 +122,7 @@ class Doc:
       elif b[0] == "table":
         df = _formatted(b[1])
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-        rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
+        rows = "".join("<tr>" + "".join(f"<td>{_inline(v)}</td>" for v in r) + "</tr>"
                        for r in df.itertuples(index=False, name=None))
         out.append(f"<table><tr>{head}</tr>{rows}</table>")
       elif b[0] == "note":
@@ -195,6 +203,12 @@ def _write_tables(a, tables_dir):
     df.to_csv(os.path.join(tables_dir, f"{name}.csv"), index=False)
 
 
+_SCATTER_CAPTION = (
+    "Gain vs {kind} distance per size: points are languages (gain averaged over target tasks "
+    "and seeds); lines are the OLS fits over (language, task) gains with the average task "
+    "intercept, 95% bands from language-clustered errors; each panel states its slope and CI.")
+
+
 def _mixed_fits(doc, fits):
   for m in fits:
     doc.h(3, f"{m.intermediate}, {m.distance} distance: {m.method}")
@@ -238,8 +252,15 @@ def write_report(a, out_dir, source="results", notes: Sequence[str] = ()):
   for note in notes:
     if note.strip():
       doc.note(note)
-  doc.p(f"Source: `{source}` ({s['n_rows']} rows, {s['n_runs']} runs). Every table is also in "
-        "`tables/` as CSV.")
+  doc.h(2, "Answer")
+  doc.p(a.answer["text"])
+  figs = os.path.join(out_dir, "figures")
+  first = plots.gain_vs_distance(a.frame, a.primary, os.path.join(figs, f"gain_vs_{a.primary}.png"),
+                                 slopes=a.slopes)
+  doc.image(first and os.path.relpath(first, out_dir), _SCATTER_CAPTION.format(kind=a.primary))
+  doc.p(f"Source: `{source}` ({s['n_rows']} rows, {s['n_runs']} runs). Every estimate, interval "
+        "and p-value is in `report.json` with the inputs' provenance; every table is in `tables/` "
+        "as CSV.")
   if a.notes:
     doc.h(2, "Read this first")
     doc.bullets(a.notes)
@@ -310,11 +331,11 @@ def write_report(a, out_dir, source="results", notes: Sequence[str] = ()):
   _stat_section(doc, "Size effect: difference of correlations", a.size_effects, cols, "delta",
                 "No size effect: the results need at least two sizes with gains.")
   cols = ["intermediate", "size", "distance", "n_languages", "n_obs", "slope", "se", "ci_low",
-          "ci_high", "p", "p_holm"]
+          "ci_high", "slope_per_sd", "ci_low_per_sd", "ci_high_per_sd", "p", "p_family", "p_holm"]
   _stat_section(doc, "Slope of gain on distance, per size (OLS, language-clustered SEs)", a.slopes,
                 cols, "slope", "No slopes: no gains.")
   cols = ["intermediate", "size_a", "size_b", "distance", "n_languages", "diff", "se", "ci_low",
-          "ci_high", "p", "p_holm"]
+          "ci_high", "p", "p_family", "p_holm"]
   _stat_section(doc, "Slope difference between sizes (larger minus smaller)", a.slope_differences,
                 cols, "diff", "No slope differences: the results need at least two sizes with gains.")
 
@@ -331,13 +352,10 @@ def write_report(a, out_dir, source="results", notes: Sequence[str] = ()):
     _mixed_fits(doc, a.mixed_baseline)
 
   doc.h(2, "Figures")
-  figs = os.path.join(out_dir, "figures")
-  for kind in a.kinds:
-    p = plots.gain_vs_distance(a.frame, kind, os.path.join(figs, f"gain_vs_{kind}.png"))
-    doc.image(p and os.path.relpath(p, out_dir),
-              f"Gain vs {kind} distance per size: points are languages (gain averaged over target "
-              "tasks and seeds); lines are OLS fits over (language, task) gains with 95% bands "
-              "from language-clustered errors.")
+  for kind in a.kinds[1:]:
+    p = plots.gain_vs_distance(a.frame, kind, os.path.join(figs, f"gain_vs_{kind}.png"),
+                               slopes=a.slopes)
+    doc.image(p and os.path.relpath(p, out_dir), _SCATTER_CAPTION.format(kind=kind))
   for inter in sorted(a.frame["intermediate"].unique()):
     p = plots.task_panels(a.frame, a.primary, inter, os.path.join(figs, f"tasks_{_safe(inter)}_{a.primary}.png"))
     doc.image(p and os.path.relpath(p, out_dir), f"Per target task, intermediate {inter}: gain vs {a.primary} distance.")
@@ -347,8 +365,18 @@ def write_report(a, out_dir, source="results", notes: Sequence[str] = ()):
     doc.p("No figures: no gains to plot.")
 
   doc.h(2, "Distances to English")
+  doc.p(f"Primary: **{a.primary}** ({a.answer['why']}). The others are secondary: they are "
+        "strongly correlated with each other and with the primary one over these languages "
+        "(Spearman, below), so their results are not independent findings.")
+  if not a.distance_correlations.empty:
+    doc.table(a.distance_correlations.rename_axis("distance"))
   langs = sorted(set(s["languages"]) & set(a.distances.index))
   doc.table(a.distances.loc[langs, list(a.kinds) + ["script", "family"]])
+  diagnostics = [f"{m.intermediate}, {m.distance}: {n}" for m in a.mixed + a.mixed_baseline
+                 for n in m.diagnostics]
+  doc.h(2, "Diagnostics")
+  doc.bullets(diagnostics or ["No fitting warnings."])
+  report_json.write(a, os.path.join(out_dir, "report.json"), source)
   md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
   with open(md_path, "w", encoding="utf-8") as f:
     f.write(doc.markdown())

@@ -15,7 +15,11 @@ Estimators (the report uses exactly these; the calibration test checks `slopes_b
   task; standard errors clustered by language (CR2, Bell-McCaffrey, with their degrees of
   freedom; see `cluster_ols`). Slope difference between two sizes: the same model on both sizes, with task x size
   intercepts and a distance x size term.
-- Holm correction across distance types, within each (intermediate, size) or size pair.
+- Holm correction across distance types, within each (intermediate, size) or size pair
+  (`p_holm`), and across the whole family of slope and slope-difference tests of a report (all
+  distances x sizes x intermediate tasks: `p_family`, `holm_across`).
+- Slopes are also given per standard deviation of the distance over the fit's languages
+  (`slope_per_sd`), so that distance types on different scales can be compared.
 """
 import dataclasses
 import itertools
@@ -160,6 +164,10 @@ def slopes_by_size(frame, kinds, level=0.95):
         row.update(n_languages=n_lang, note=f"too few languages ({n_lang}; need {MIN_LANGUAGES})")
       else:
         row.update(_slope_row(fit_slope(sub, kind), kind, level), note="")
+        # per SD of the distance over the fit's languages: comparable across distance types
+        sd = float(sub.groupby("language")[kind].first().std(ddof=1))
+        row.update(distance_sd=sd, slope_per_sd=row["slope"] * sd,
+                   ci_low_per_sd=row["ci_low"] * sd, ci_high_per_sd=row["ci_high"] * sd)
       out.append(row)
   return holm(pd.DataFrame(out), ["intermediate", "size"], "p")
 
@@ -282,6 +290,28 @@ def holm(table, by, p_col):
     if ok.any():
       table.loc[p[ok].index, "p_holm"] = holm_adjust(p[ok].to_numpy())
   return table
+
+
+def holm_across(tables, p_col="p", out_col="p_family"):
+  """Adds `out_col` to each table: Holm over every p-value of all the tables together (one
+  family of tests); returns the tables in order."""
+  sizes = [len(t) if p_col in t.columns else 0 for t in tables]
+  ps = np.concatenate([t[p_col].to_numpy(np.float64) if n else np.zeros(0)
+                       for t, n in zip(tables, sizes)]) if tables else np.zeros(0)
+  adj = np.full(len(ps), np.nan)
+  ok = np.isfinite(ps)
+  if ok.any():
+    adj[ok] = holm_adjust(ps[ok])
+  out, start = [], 0
+  for t, n in zip(tables, sizes):
+    t = t.copy()
+    if n:
+      t[out_col] = adj[start:start + n]
+    elif not t.empty:
+      t[out_col] = np.nan
+    start += n
+    out.append(t)
+  return out
 
 
 def holm_adjust(p):
