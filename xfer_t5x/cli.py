@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "grid": ("xfer_t5x.experiments.grid_cmd", "run or inspect the experiment grid (run, status)"),
     "results": ("xfer_t5x.experiments.results_cmd", "print the results table and export CSV"),
     "analyze": ("xfer_t5x.analysis.analyze_cmd", "transfer gain vs. linguistic distance report"),
+    "recommend": ("xfer_t5x.analysis.recommend_cmd", "predict the best intermediate task for a language the grid did not evaluate"),
     "distances": ("xfer_t5x.analysis.distances_cmd", "print language distances from English (URIEL)"),
     "demo": ("xfer_t5x.experiments.demo", "the whole study in miniature on CPU (tiny models, local data)"),
 }

@@ -228,7 +228,19 @@ def distance(a, b, kind, mode="coverage", vectors=None):
   if kind not in DISTANCE_TYPES:
     raise ValueError(f"unknown distance type {kind!r}; expected one of {DISTANCE_TYPES}")
   u = vectors or uriel()
-  ca, cb = choose_code(a, kind, mode, u), choose_code(b, kind, mode, u)
+  return code_distance(choose_code(a, kind, mode, u), choose_code(b, kind, mode, u), kind, u)
+
+
+def uriel_code_distances(code, kinds=DISTANCE_TYPES, reference=L.REFERENCE):
+  """Distances from `reference` (an XTREME-R code) to any language URIEL has, by its ISO 639-3
+  code (for languages outside the 50 XTREME-R ones). KeyError: URIEL has no such code."""
+  ref = {k: choose_code(reference, k) for k in kinds}
+  u = UrielVectors(codes=set(ref.values()) | {code})
+  return {k: code_distance(ref[k], code, k, u) for k in kinds}
+
+
+def code_distance(ca, cb, kind, u):
+  """Distance of type `kind` between URIEL codes `ca` and `cb` of loaded vectors `u`."""
   if kind in _PREFIXES:
     return cosine_distance(u.knn_vector(ca, kind), u.knn_vector(cb, kind))
   if kind == "genetic":

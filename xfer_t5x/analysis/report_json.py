@@ -12,12 +12,12 @@ import numpy as np
 SCHEMA = "xfer_t5x.analysis.report/1"
 
 
-def _clean(v):
+def clean(v):
   """JSON-safe: NaN and infinities become null, numpy scalars Python ones."""
   if isinstance(v, dict):
-    return {str(k): _clean(x) for k, x in v.items()}
+    return {str(k): clean(x) for k, x in v.items()}
   if isinstance(v, (list, tuple)):
-    return [_clean(x) for x in v]
+    return [clean(x) for x in v]
   if isinstance(v, (np.bool_, bool)):
     return bool(v)
   if isinstance(v, (np.integer,)):
@@ -30,7 +30,7 @@ def _clean(v):
 def _records(df):
   if df is None or df.empty:
     return []
-  return _clean(df.reset_index(drop=df.index.name is None).to_dict(orient="records"))
+  return clean(df.reset_index(drop=df.index.name is None).to_dict(orient="records"))
 
 
 def _sha256(path):
@@ -47,13 +47,13 @@ def _provenance(a, source):
   """Where the numbers come from: the results file (path and SHA-256), what it held (summary,
   with the runs' code and data versions), and the analysis settings."""
   return {"results": os.fspath(source), "results_sha256": _sha256(os.fspath(source)),
-          "summary": _clean(dict(a.summary)), "n_matched_gains": int(len(a.gains.per_seed)),
+          "summary": clean(dict(a.summary)), "n_matched_gains": int(len(a.gains.per_seed)),
           "macrolanguage_mode": a.mode, "include_english": bool(a.include_english),
           "n_boot": a.n_boot, "n_perm": a.n_perm}
 
 
 def _mixed(fits):
-  return [_clean({"intermediate": m.intermediate, "distance": m.distance, "method": m.method,
+  return [clean({"intermediate": m.intermediate, "distance": m.distance, "method": m.method,
                   "formula": m.formula, "coefficients": _records(m.coefficients),
                   "variance_components": m.variance_components, "notes": m.notes,
                   "diagnostics": m.diagnostics}) for m in fits]
@@ -63,9 +63,9 @@ def document(a, source):
   return {
       "schema": SCHEMA,
       "provenance": _provenance(a, source),
-      "primary": _clean(a.answer),
+      "primary": clean(a.answer),
       "distances": list(a.kinds),
-      "distance_correlations": _clean(
+      "distance_correlations": clean(
           {k: row for k, row in a.distance_correlations.to_dict(orient="index").items()}
           if not a.distance_correlations.empty else {}),
       "slopes": _records(a.slopes),

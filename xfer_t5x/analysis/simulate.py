@@ -30,11 +30,14 @@ _METRICS = {"xquad": (("em", True), ("f1", True)), "mlqa": (("em", True), ("f1",
 def simulate_results(seed, slopes, sizes=None, distance="featural", tasks=DEFAULT_TASKS,
                      intermediates=("mnli",), n_seeds=3, a=2.0, language_sd=1.0, seed_sd=1.0,
                      task_sd=1.0, dist_table=None, experiment="sim", baseline_sd=10.0,
-                     baseline_slope=0.0):
+                     baseline_slope=0.0, intermediate_effects=None):
   """A results DataFrame (COLUMNS) with gain = a - slopes[size] * distance + noise.
 
-  slopes: {size name: b}; sizes: {size name: n_params} (default small and xxl).
+  slopes: {size name: b}; sizes: {size name: n_params} (default small and xxl);
+  intermediate_effects: {intermediate: (a_i, b_i)}: that task's gain is
+  a + a_i + task_shift - (b[size] + b_i) * distance + u_language (rankings that cross).
   """
+  effects = dict(intermediate_effects or {})
   rng = np.random.default_rng(seed)
   sizes = dict(sizes or DEFAULT_SIZES)
   if set(slopes) != set(sizes):
@@ -50,8 +53,10 @@ def simulate_results(seed, slopes, sizes=None, distance="featural", tasks=DEFAUL
       base = rng.normal(60, baseline_sd, len(task_langs)) - baseline_slope * dist
       shift = {i: rng.normal(0, task_sd) for i in intermediates}
       for inter in ("none",) + tuple(intermediates):
+        a_i, b_i = effects.get(inter, (0.0, 0.0))
         true_gain = 0.0 if inter == "none" else (
-            a + shift[inter] - slopes[size] * dist + np.array([u[l] for l in task_langs]))
+            a + a_i + shift[inter] - (slopes[size] + b_i) * dist
+            + np.array([u[l] for l in task_langs]))
         for s in range(n_seeds):
           score = base + true_gain + rng.normal(0, seed_sd, len(task_langs))
           run_id = f"{experiment}/{size}/{inter}/{task}/seed{s}"
