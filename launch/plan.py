@@ -232,6 +232,18 @@ class CompileReport:
                t.xla_bytes_accessed_per_device / self.bandwidth_per_device)
 
   @property
+  def roofline_limit(self) -> Optional[str]:
+    """Which term sets the roofline bound of a loop-free compile: the chip's FLOPs or its HBM
+    bandwidth (XLA's bytes accessed)."""
+    t = self.train
+    if self.roofline_seconds is None:
+      return None
+    flops = t.xla_flops_per_device / self.peak_per_device
+    hbm = t.xla_bytes_accessed_per_device / self.bandwidth_per_device
+    return (f"HBM bandwidth ({hbm:.3f} s of bytes vs {flops:.3f} s of FLOPs)" if hbm > flops
+            else f"FLOPs ({flops:.3f} s vs {hbm:.3f} s of HBM bytes)")
+
+  @property
   def step_seconds(self) -> Optional[float]:
     """Estimated step time: XLA's estimate; for a looped step the estimate from loop-free
     companion compiles; else the roofline lower bound (`step_is_bound`)."""
@@ -257,7 +269,8 @@ class CompileReport:
       return self.step_estimate_source or "estimate"
     if self.roofline_seconds is not None:
       return ("roofline lower bound: XLA's FLOPs at peak or its bytes at HBM bandwidth, "
-              "whichever is longer (XLA's own estimate is negative here)")
+              "whichever is longer (XLA's own estimate is negative here); set by "
+              f"{self.roofline_limit}")
     return "none"
 
   @property

@@ -33,6 +33,7 @@ def derived(rep: CompileReport) -> Dict[str, Any]:
       "xla_flops_counts_one_loop_body": rep.loops,
       "xla_step_seconds": rep.xla_seconds, "roofline_step_seconds": rep.roofline_seconds,
       "step_seconds": rep.step_seconds, "step_seconds_source": rep.step_source,
+      "roofline_limit": rep.roofline_limit,
       # True: step_seconds is a lower bound, and tokens/s and MFU are upper bounds.
       "step_seconds_is_lower_bound": rep.step_is_bound,
       "tokens_per_second_per_chip": rep.tokens_per_second_per_chip, "mfu": rep.mfu,

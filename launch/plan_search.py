@@ -218,10 +218,11 @@ def n_devices_of(target: Target) -> int:
 
 def search(shape: RunShape, target: Target, *, gin_files=(), gin_bindings=(), gin_text="",
            with_decode=True, try_options=True, max_tries=8, timeout: Optional[float] = None,
-           cache: Optional[Cache] = None, estimate_loops: bool = True,
+           cache: Optional[Cache] = None, estimate_loops: bool = True, offline: bool = False,
            log: Callable[[str], None] = print) -> List[Attempt]:
   """Compiles `shape`, then (if it does not fit and `try_options`) the next options in order
-  until one fits; returns every attempt, the last being the fitting one if any."""
+  until one fits; returns every attempt, the last being the fitting one if any. `offline`:
+  the step-time estimate of a looped run uses only what the cache holds (nothing compiles)."""
   cache = cache or Cache(None)
   n = n_devices_of(target)
   attempts: List[Attempt] = []
@@ -266,7 +267,7 @@ def search(shape: RunShape, target: Target, *, gin_files=(), gin_bindings=(), gi
       and last.report.peak_per_device and last.report.step_estimate is None):
     est = estimate_looped_step(last.shape, target, gin_files=gin_files,
                                gin_bindings=gin_bindings, gin_text=gin_text, timeout=timeout,
-                               cache=cache, log=log)
+                               cache=cache, offline=offline, log=log)
     if est:
       (last.report.step_estimate, last.report.step_estimate_source,
        last.report.step_estimate_is_bound) = est
@@ -318,7 +319,7 @@ def _companion_seconds(reps: Sequence[CompileReport]) -> Optional[Tuple[List[flo
 
 def estimate_looped_step(shape: RunShape, target: Target, *, gin_files=(), gin_bindings=(),
                          gin_text="", timeout=None, cache: Optional[Cache] = None,
-                         log: Callable[[str], None] = print
+                         offline: bool = False, log: Callable[[str], None] = print
                          ) -> Optional[Tuple[float, str, bool]]:
   """(seconds, how, is_bound) of a looped run (scan over layers, microbatches), for which XLA
   counts one loop body: one microbatch compiled without loops at 1 and 2 layers per stack (and
@@ -339,6 +340,9 @@ def estimate_looped_step(shape: RunShape, target: Target, *, gin_files=(), gin_b
       s = base.replace(model={"num_encoder_layers": e, "num_decoder_layers": d})
       key = cache_key(s, target, gin_text, False)
       rep = cache.get(key)
+      if rep is None and offline:
+        log(f"plan: step-time estimate: {rows} rows at {e}+{d} layers not in the cache")
+        return None
       if rep is None:
         log(f"plan: step-time estimate: compiling {rows} rows at {e}+{d} layers without loops")
         rep = compile_in_child(s, target, gin_files, gin_bindings, False, timeout)
@@ -367,7 +371,8 @@ def estimate_looped_step(shape: RunShape, target: Target, *, gin_files=(), gin_b
   kind = "roofline lower bound" if is_bound else "XLA cost model"
   how = (f"{kind} of {rows} rows compiled without loops at 1 and 2 layers, extrapolated to "
          f"{le}+{ld} layers, x {scale:g} for the batch of {shape.batch_size}" +
-         (f" in {k} microbatches" if k > 1 else ""))
+         (f" in {k} microbatches" if k > 1 else "") +
+         (f"; the bound is set by {reps[-1].roofline_limit}" if is_bound else ""))
   return scale * per_rows, how, is_bound
 
 

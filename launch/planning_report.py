@@ -147,6 +147,7 @@ def compile_configurations(configurations: Sequence[Configuration], cache: plan_
       continue
     attempts = plan_search.search(
         shape, target, gin_files=files, gin_bindings=conf.gin_bindings, gin_text=gin_text,
-        with_decode=False, try_options=False, timeout=timeout, cache=cache, log=log)
+        with_decode=False, try_options=False, timeout=timeout, cache=cache,
+        offline=not compile_missing, log=log)
     entries.append(entry(conf, attempts[0].report, n_chips))
   return entries

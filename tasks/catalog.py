@@ -54,6 +54,8 @@ SEQUENCE_LENGTHS = {
     "qa": {"inputs": 1024, "targets": 512},
     "tagging": {"inputs": 1024, "targets": 512},
     "retrieval": {"inputs": 512, "targets": 8},
+    # mT5's pretraining lengths: 1137 tokens corrupt into 1024 inputs and 229 targets
+    "span_corruption": {"inputs": 1024, "targets": 229},
 }
 
 

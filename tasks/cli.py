@@ -137,7 +137,7 @@ def _show(name: str, out) -> int:
   for split in info.splits:
     if hasattr(task.source, "patterns"):
       print(f"  files of {split}:\n{_files_of(task, split)}", file=out)
-  print(f"  metrics: {', '.join(info.metrics) or '(none: a candidate pool)'}", file=out)
+  print(f"  metrics: {', '.join(info.metrics) or ('(none: training only)' if info.mode == 'train' else '(none: a candidate pool)')}", file=out)
   print(f"  template {tmpl.name} ({tmpl.family}):", file=out)
   print(f"    inputs:  {tmpl.inputs}", file=out)
   print(f"    targets: {tmpl.targets or '(none)'}", file=out)

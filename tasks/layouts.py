@@ -16,6 +16,7 @@ from xfer_t5x.tasks.sources import multiple_choice as mc
 from xfer_t5x.tasks.sources import retrieval as ret
 from xfer_t5x.tasks.sources import squad
 from xfer_t5x.tasks.sources import tagging
+from xfer_t5x.tasks.sources import text
 from xfer_t5x.tasks.sources import tfds as tfds_sources
 
 
@@ -142,6 +143,10 @@ LAYOUTS: Dict[str, Layout] = {
                                                              "v1/tatoeba.{lang3}-eng.{lang3}")},
                                  ret.read_tatoeba_candidates, ret.RETRIEVAL_SCHEMA,
                                  "Tatoeba aligned text files (LASER v1)", takes=("lang3",)),
+    "mlm": Layout(("mlm", "mc4"), {"train": _one("{lang}.txt", "{lang}.txt.gz", "{lang}/*.txt",
+                                                   "{lang}/*.txt.gz")},
+                  text.read_text_lines, text.TEXT_SCHEMA,
+                  "plain text, one document per line, one file (or folder) per language"),
     "ccg": Layout((), {s: [[f"data/AUTO/{sec}/*.auto", f"AUTO/{sec}/*.auto", f"{sec}/*.auto"]
                            for sec in secs] for s, secs in _CCG_SECTIONS.items()},
                   tagging.read_ccgbank_auto, tagging.TAG_SCHEMA, "CCGbank .auto derivations"),

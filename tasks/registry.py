@@ -38,7 +38,7 @@ class TaskInfo:
   name: str
   template: str
   family: str
-  mode: str = "generate"
+  mode: str = "generate"            # generate, rank, retrieve, embed, or train (training only)
   target: Optional[str] = None      # the XTREME-R target it belongs to, if any
   language: str = "en"
   role: str = "custom"              # intermediate, target_train, eval, candidates, custom
@@ -244,13 +244,39 @@ def add_task(name: str,
   return task
 
 
+def add_span_corruption_task(name: str, source: seqio.DataSource, *,
+                             vocabulary: Optional[seqio.Vocabulary] = None, language: str = "en",
+                             sequence_length: Optional[Mapping[str, int]] = None,
+                             note: str = "") -> seqio.Task:
+  """Registers a span-corruption task (mT5's pretraining objective, span_corruption.py) over a
+  source of {"text"} examples: training only, no metrics."""
+  from xfer_t5x.tasks import span_corruption  # pylint: disable=g-import-not-at-top
+  if vocabulary is None:
+    vocabulary = vocab_lib.RunVocabulary()
+  seqio.TaskRegistry.remove(name)
+  task = seqio.TaskRegistry.add(
+      name, source=source,
+      preprocessors=[functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
+                     seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                     span_corruption.preprocessor, seqio.preprocessors.append_eos_after_trim],
+      output_features=output_features(vocabulary), metric_fns=[])
+  _TASK_INFO[name] = TaskInfo(
+      name=name, template="span_corruption", family="span_corruption", mode="train",
+      language=language,
+      role="intermediate", source=getattr(source, "description", "") or repr(source),
+      splits=tuple(source.splits), note=note,
+      sequence_length=dict(sequence_length or catalog.SEQUENCE_LENGTHS["span_corruption"]))
+  return task
+
+
 def add_mixture(name: str, tasks: Sequence[Union[str, Tuple[str, float]]],
                 default_rate: float = 1.0, note: str = "") -> seqio.Mixture:
   """Registers a mixture (replacing one of the same name); tasks as names or (name, rate)."""
   seqio.MixtureRegistry.remove(name)
   mixture = seqio.MixtureRegistry.add(name, list(tasks), default_rate=default_rate)
   _MIXTURE_INFO[name] = {"tasks": [t if isinstance(t, str) else t[0] for t in tasks],
-                         "rates": {t[0]: t[1] for t in tasks if not isinstance(t, str)},
+                         "rates": {t[0]: t[1] for t in tasks  # numbers; a callable rate is
+                                   if not isinstance(t, str) and not callable(t[1])},  # lazy
                          "note": note}
   return mixture
 

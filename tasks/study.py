@@ -14,6 +14,7 @@ Names (CONTRACTS.md):
 Without a CCGbank path `ccg` is registered as a task that fails with the reason when read, and
 `intermediate_all` holds the other eight (logged once).
 """
+import functools
 import logging
 from typing import List, Mapping, Optional, Sequence
 
@@ -27,12 +28,14 @@ from xfer_t5x.tasks import registry
 from xfer_t5x.tasks import templates
 from xfer_t5x.tasks import vocab as vocab_lib
 from xfer_t5x.tasks.sources import base as sources_base
+from xfer_t5x.tasks.sources import files as files_lib
 from xfer_t5x.tasks.sources.squad import TYDIQA_LANGUAGE_NAMES
 
 _CCG_REASON = ("CCG needs CCGbank, which the LDC licenses and this library cannot ship or "
                "download: bind register_tasks.ccg_path to your CCGbank folder (the one holding "
                "data/AUTO/<section>/*.auto)")
 _NO_CCG_LOGGED = []
+MLM_ALPHA = 0.3  # mT5's language sampling exponent
 
 # intermediate task -> (template, [(dataset, lang, kwargs)], metrics, rank variant?)
 _INTERMEDIATE = {
@@ -116,6 +119,32 @@ def _intermediate(b: _Builder, mixture_cap, mixture_sizes):
   b.mixture("intermediate_all", members,
             note=f"rates min(size, {mixture_cap}) with Phang et al.'s sizes"
             + ("" if b.cfg.ccg_path else "; no ccg (no CCGbank path bound)"))
+
+
+def mlm_rate(task: seqio.Task, alpha: float = MLM_ALPHA) -> float:
+  """A language's rate in the `mlm` mixture: its text's size to the power alpha (mT5's
+  temperature sampling, rate proportional to |L|^0.3), read when the mixture is first used:
+  bytes of its files, or TFDS's example count of its split (c4/multilingual)."""
+  source = task.source
+  if hasattr(source, "files"):
+    return float(sum(files_lib.size(p) for p in source.files("train"))) ** alpha
+  return float(source.builder().info.splits[source.spec.splits["train"]].num_examples) ** alpha
+
+
+def _mlm(b: _Builder, languages: Sequence[str], alpha: float):
+  members = []
+  for lang in languages:
+    name = f"mlm.{lang}"
+    registry.add_span_corruption_task(
+        name, b.source(name, [("mlm", lang, {})], ["train"]),
+        vocabulary=b.vocabulary, language=lang,
+        sequence_length={**catalog.SEQUENCE_LENGTHS["span_corruption"],
+                         **b.lengths.get("span_corruption", {})},
+        note="the mlm baseline: continued span corruption on this language's text")
+    b.tasks.append(name)
+    members.append((name, functools.partial(mlm_rate, alpha=alpha)))
+  b.mixture("mlm", members, note=f"span corruption over {len(members)} languages, rates "
+            f"proportional to text size^{alpha:g} (mT5's language sampling)")
 
 
 def _eval_splits(dataset):
@@ -212,7 +241,9 @@ def register_tasks(vocabulary: Optional[seqio.Vocabulary] = None,
                    ccg_path: Optional[str] = None,
                    eval_splits: Optional[Mapping[str, str]] = None,
                    languages: Optional[Mapping[str, Sequence[str]]] = None,
-                   sequence_lengths: Optional[Mapping[str, Mapping[str, int]]] = None
+                   sequence_lengths: Optional[Mapping[str, Mapping[str, int]]] = None,
+                   mlm_languages: Optional[Sequence[str]] = None,
+                   mlm_alpha: float = MLM_ALPHA,
                    ) -> List[str]:
   """Registers every task and mixture of the study; returns the task names.
 
@@ -234,7 +265,11 @@ def register_tasks(vocabulary: Optional[seqio.Vocabulary] = None,
     languages: {target: [langs]} restricting a target's languages (demo, tests).
     sequence_lengths: {family: {"inputs": n, "targets": m}} overriding RESEARCH.md's defaults
       (catalog.SEQUENCE_LENGTHS; families classification, multiple_choice, qa, tagging,
-      retrieval); each task's TaskInfo.sequence_length holds the result.
+      retrieval, span_corruption); each task's TaskInfo.sequence_length holds the result.
+    mlm_languages: the languages of the `mlm` baseline (tasks mlm.<lang>, read from
+      <data_dir>/mlm/<lang>.txt, one document per line; data_dirs={"mlm": folder} elsewhere);
+      default: every language of the study's targets.
+    mlm_alpha: the `mlm` mixture's rates are each language's text size^mlm_alpha.
   """
   if vocabulary is None:
     vocabulary = vocab_lib.default_vocabulary()
@@ -252,13 +287,17 @@ def register_tasks(vocabulary: Optional[seqio.Vocabulary] = None,
                                   for k, v in dict(m or {}).items()))
   key = (vocab_lib.vocabulary_key(vocabulary), data_dir, freeze(data_dirs), freeze(sources),
          tfds_data_dir, mixture_cap, freeze(mixture_sizes), ccg_path, freeze(eval_splits),
-         freeze(langs), freeze({k: freeze(v) for k, v in dict(sequence_lengths or {}).items()}))
+         freeze(langs), freeze({k: freeze(v) for k, v in dict(sequence_lengths or {}).items()}),
+         tuple(mlm_languages or ()), mlm_alpha)
   if not registry.begin(key, vocabulary):
     return list(registry.current_tasks())
   cfg = layouts.DataConfig(data_dir, dict(data_dirs or {}), tfds_data_dir, ccg_path)
   b = _Builder(cfg, vocabulary, sources, eval_splits, sequence_lengths)
   try:
     _intermediate(b, mixture_cap, mixture_sizes)
+    _mlm(b, tuple(mlm_languages) if mlm_languages else tuple(
+        dict.fromkeys(l for t in catalog.TARGETS for l in catalog.TARGET_LANGUAGES[t])),
+         mlm_alpha)
     _targets(b, langs)
   except BaseException:
     registry.track(b.tasks, b.mixtures)

@@ -54,6 +54,11 @@ def _t(name, family, inputs, targets, note="", labels=()):
 
 
 TEMPLATES: Dict[str, Template] = dict([
+    # ---- the `mlm` baseline: mT5's span corruption over plain text (span_corruption.py)
+    _t("span_corruption", "span_corruption", "{text}, 15% of its tokens in spans of mean "
+       "length 3 each replaced by a sentinel <extra_id_k>",
+       "<extra_id_0> first span <extra_id_1> second span ...",
+       "no text template: the inputs and targets are token ids (mT5's pretraining objective)"),
     # ---- NLI and classification (label words)
     _t("xnli", "classification", "xnli premise: {premise} hypothesis: {hypothesis}", "{label}",
        "XNLI eval tasks and their English training task (MNLI data) share it", NLI_LABELS),

@@ -149,6 +149,10 @@ def tfds_spec(dataset: str, lang: Optional[str] = None) -> Optional[TfdsSpec]:
       "hellaswag": lambda: TfdsSpec("hellaswag", _TV, _hellaswag),
       "cosmosqa": lambda: TfdsSpec("cosmos_qa", _TV, _cosmosqa),
       "copa": lambda: TfdsSpec("super_glue/copa", _TV, _copa),
+      # mC4 as TFDS prepares it (c4/multilingual): splits "<lang>" and "<lang>-validation"
+      "mlm": lambda: TfdsSpec("c4/multilingual", {"train": lang,
+                                                  "validation": f"{lang}-validation"},
+                              lambda ds: ds.map(lambda ex: {"text": ex["text"]})),
       "panx": lambda: TfdsSpec(f"wikiann/{lang}", {"train": "train", "validation": "validation",
                                                    "test": "test"}, _wikiann),
   }

@@ -20,6 +20,12 @@ STUDY_LANGUAGES = {
     "lareqa": ["de", "zh"], "tatoeba": ["de", "ja"],
 }
 EXCERPTS = SHARED_DATA / "original_format_excerpts"
+MLM_TEXT = {
+    "en": ["The cat sat on the mat and looked at the garden for a long time.",
+           "A man reads a book in the park while the children play football nearby."] * 3,
+    "de": ["Die Katze sitzt auf der Matte und schaut lange in den Garten.",
+           "Ein Mann liest ein Buch im Park, waehrend die Kinder Fussball spielen."] * 3,
+}
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +131,8 @@ def study_data(demo_dir, tmp_path_factory):
   _link(root / "tydiqa" / "tydiqa-goldp-v1.1-dev.json",
         EXCERPTS / "tydiqa_goldp" / "dummy_data" / "tydiqa-goldp-v1.1-dev.json")
   write_small_releases(root)
+  for lang, docs in MLM_TEXT.items():  # the mlm baseline: one document per line
+    _write(root / "mlm" / f"{lang}.txt", "".join(d + "\n\n" for d in docs))
   data_dirs = {
       "qqp": str(EXCERPTS / "glue_qqp" / "dummy_data" / "QQP"),
       "anli_r1": str(EXCERPTS / "anli" / "dummy_data"),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import seqio
 
-from tests.tasks.conftest import STUDY_LANGUAGES
+from tests.tasks.conftest import MLM_TEXT, STUDY_LANGUAGES
 from xfer_t5x.tasks import catalog, registry, study
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,7 @@ def registered(local_vocab, study_data):
   data_dir, data_dirs = study_data
   ccg = data_dir + "/ccgbank"
   names = study.register_tasks(local_vocab, data_dir, data_dirs=data_dirs, ccg_path=ccg,
-                               languages=STUDY_LANGUAGES)
+                               languages=STUDY_LANGUAGES, mlm_languages=sorted(MLM_TEXT))
   return names
 
 
@@ -43,6 +43,11 @@ def test_every_task_yields_tokenized_examples(registered, local_vocab):
         assert inputs.dtype == np.int32 and inputs.ndim == 1 and len(inputs) > 1, name
         assert targets[-1] == 1 and len(targets) <= 64, name  # EOS appended, trimmed
         assert inputs.max() < local_vocab.vocab_size
+        if registry.task_info(name).family == "span_corruption":  # token ids, no text form
+          assert targets[0] == local_vocab.vocab_size - 1 and (inputs[:-1] ==
+                                                               targets[0]).sum() == 1, name
+          got += 1
+          continue
         text = ex["inputs_pretokenized"].numpy().decode("utf-8")
         assert local_vocab.decode(inputs[:-1].tolist()).split()[:1] == text.split()[:1]
         got += 1
@@ -123,7 +128,7 @@ def test_metric_functions_match_the_evaluation_mode(registered):
     predict, score = task.predict_metric_fns, task.score_metric_fns  # seqio validates them
     if info.mode == "rank":
       assert score and not predict, name
-    elif info.mode == "embed":
+    elif info.mode in ("embed", "train"):  # train: training only (the mlm baseline)
       assert not predict and not score, name
     else:
       assert predict and not score, name
