@@ -147,6 +147,8 @@ LAYOUTS: Dict[str, Layout] = {
                                                    "{lang}/*.txt.gz")},
                   text.read_text_lines, text.TEXT_SCHEMA,
                   "plain text, one document per line, one file (or folder) per language"),
+    # the translated baseline's copies (study._translated_source builds their parts)
+    "translated": Layout(("translated",), {}, None, {}, "JSON lines per intermediate task"),
     "ccg": Layout((), {s: [[f"data/AUTO/{sec}/*.auto", f"AUTO/{sec}/*.auto", f"{sec}/*.auto"]
                            for sec in secs] for s, secs in _CCG_SECTIONS.items()},
                   tagging.read_ccgbank_auto, tagging.TAG_SCHEMA, "CCGbank .auto derivations"),

@@ -28,6 +28,7 @@ from xfer_t5x.tasks import registry
 from xfer_t5x.tasks import templates
 from xfer_t5x.tasks import vocab as vocab_lib
 from xfer_t5x.tasks.sources import base as sources_base
+from xfer_t5x.tasks.sources import common as sources_common
 from xfer_t5x.tasks.sources import files as files_lib
 from xfer_t5x.tasks.sources.squad import TYDIQA_LANGUAGE_NAMES
 
@@ -147,6 +148,41 @@ def _mlm(b: _Builder, languages: Sequence[str], alpha: float):
             f"proportional to text size^{alpha:g} (mT5's language sampling)")
 
 
+def _translated_source(b: _Builder, task: str, lang: str) -> sources_base.FileSource:
+  """The machine-translated copy of an intermediate task's data in one language: JSON lines
+  with the task's own fields, under <data_dir>/translated/<task>/ (or data_dirs["translated"]):
+  <split>.<lang>.jsonl, <lang>/<split>.jsonl, or one <split>.jsonl whose rows carry "lang"."""
+  template, pieces, _, _ = _INTERMEDIATE[task]
+  layout = layouts.LAYOUTS[pieces[0][0]]
+  tmpl = templates.TEMPLATES[template]
+  labels = tmpl.labels if tmpl.family == "classification" else ()
+  expected = (f"JSON lines with {task}'s fields ({', '.join(layout.schema)})"
+              + (f", label one of {', '.join(labels)}" if labels else "")
+              + f"; rows of a shared file carry \"lang\": \"{lang}\"")
+  splits = {
+      split: [sources_base.Part.of(
+          [f"{task}/{split}.{lang}.jsonl", f"{task}/{lang}/{split}.jsonl", f"{task}/{split}.jsonl"],
+          sources_common.read_schema_jsonl, expected, root=lambda: b.cfg.folder("translated"),
+          schema=tuple(layout.schema.items()), labels=tuple(labels), lang=lang)]
+      for split in ("train", "validation")}
+  return sources_base.FileSource(f"{task}_translated.{lang}", lambda: b.cfg.data_dir, splits,
+                                 layout.schema, description=f"files: {expected}")
+
+
+def _translated(b: _Builder, translated: Mapping[str, Sequence[str]]):
+  for task, languages in translated.items():
+    template, _, metrics, _ = _INTERMEDIATE[task]
+    names = []
+    for lang in languages:
+      name = f"{task}_translated.{lang}"
+      b.add(name, _translated_source(b, task, lang), template, metrics, role="intermediate",
+            language=lang, eval_split="validation",
+            note=f"{task}'s data machine-translated into {lang} (the translated baseline)")
+      names.append(name)
+    b.mixture(f"{task}_translated", names,
+              note=f"{task} translated into {', '.join(languages)}, equal rates")
+
+
 def _eval_splits(dataset):
   return [s for s in layouts.LAYOUTS[dataset].splits if s != "train"]
 
@@ -244,6 +280,7 @@ def register_tasks(vocabulary: Optional[seqio.Vocabulary] = None,
                    sequence_lengths: Optional[Mapping[str, Mapping[str, int]]] = None,
                    mlm_languages: Optional[Sequence[str]] = None,
                    mlm_alpha: float = MLM_ALPHA,
+                   translated: Optional[Mapping[str, Sequence[str]]] = None,
                    ) -> List[str]:
   """Registers every task and mixture of the study; returns the task names.
 
@@ -270,6 +307,9 @@ def register_tasks(vocabulary: Optional[seqio.Vocabulary] = None,
       <data_dir>/mlm/<lang>.txt, one document per line; data_dirs={"mlm": folder} elsewhere);
       default: every language of the study's targets.
     mlm_alpha: the `mlm` mixture's rates are each language's text size^mlm_alpha.
+    translated: {intermediate task: [languages]}: the translated baseline, tasks
+      <task>_translated.<lang> and the mixture <task>_translated, reading JSON lines with the
+      task's own fields from <data_dir>/translated/<task>/ (_translated_source).
   """
   if vocabulary is None:
     vocabulary = vocab_lib.default_vocabulary()
@@ -283,12 +323,16 @@ def register_tasks(vocabulary: Optional[seqio.Vocabulary] = None,
   if unknown:
     raise ValueError(f"sequence_lengths: unknown families {unknown}; known: "
                      f"{sorted(catalog.SEQUENCE_LENGTHS)}")
+  unknown = sorted(set(dict(translated or {})) - set(_INTERMEDIATE))
+  if unknown:
+    raise ValueError(f"translated: {unknown} are not intermediate tasks; translated copies "
+                     f"exist for {', '.join(_INTERMEDIATE)}")
   freeze = lambda m: tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v)
                                   for k, v in dict(m or {}).items()))
   key = (vocab_lib.vocabulary_key(vocabulary), data_dir, freeze(data_dirs), freeze(sources),
          tfds_data_dir, mixture_cap, freeze(mixture_sizes), ccg_path, freeze(eval_splits),
          freeze(langs), freeze({k: freeze(v) for k, v in dict(sequence_lengths or {}).items()}),
-         tuple(mlm_languages or ()), mlm_alpha)
+         tuple(mlm_languages or ()), mlm_alpha, freeze(translated))
   if not registry.begin(key, vocabulary):
     return list(registry.current_tasks())
   cfg = layouts.DataConfig(data_dir, dict(data_dirs or {}), tfds_data_dir, ccg_path)
@@ -298,6 +342,7 @@ def register_tasks(vocabulary: Optional[seqio.Vocabulary] = None,
     _mlm(b, tuple(mlm_languages) if mlm_languages else tuple(
         dict.fromkeys(l for t in catalog.TARGETS for l in catalog.TARGET_LANGUAGES[t])),
          mlm_alpha)
+    _translated(b, dict(translated or {}))
     _targets(b, langs)
   except BaseException:
     registry.track(b.tasks, b.mixtures)

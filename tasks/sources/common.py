@@ -142,13 +142,16 @@ def label_word(value, labels: Sequence[str]) -> Tuple[Optional[str], str]:
   return None, f"label {value!r} is not {expected}"
 
 
-def read_schema_jsonl(f: FileText, counter: FileCounter, schema, labels: Sequence[str] = ()):
+def read_schema_jsonl(f: FileText, counter: FileCounter, schema, labels: Sequence[str] = (),
+                      lang: str = ""):
   """JSON lines whose objects carry a schema's fields (user-supplied data, e.g. translations).
 
   Args:
     schema: (field, kind) pairs, kinds as in sources.base (string, int, float, strings, ints).
     labels: a classification template's label words: the `label` field may be a word or its
       index (label_word); -1 or null means unlabeled (counted, not kept), as GLUE's test files.
+    lang: keep only rows whose `lang` field is this code (rows without one are kept: a file of
+      one language need not repeat it).
   """
   checks = {"string": lambda v: isinstance(v, str) and v.strip() != "",
             "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -158,6 +161,8 @@ def read_schema_jsonl(f: FileText, counter: FileCounter, schema, labels: Sequenc
   schema = dict(schema)
   for line_no, obj in jsonl_rows(f, counter):
     row, why = {}, None
+    if lang and obj.get("lang", lang) != lang:
+      continue  # another language's row of a shared file
     if labels and "label" in schema and obj.get("label", "") in (None, -1, "-1"):
       counter.unlabeled(line_no, "no gold label")
       continue
