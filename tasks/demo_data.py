@@ -5,6 +5,8 @@
   sst2/train.tsv, sst2/dev.tsv             GLUE SST-2 TSV
   xnli/xnli.dev.tsv, xnli/xnli.test.tsv    XNLI 1.0 TSV, languages en de es sw zh ar hi tr
   panx/{train,dev,test}-<lang>.tsv         XTREME's PAN-X token<TAB>tag files (train: en only)
+  mlm/<lang>.txt                           the mlm baseline's text, one document per line
+  translated/mnli/{train,validation}.<lang>.jsonl   MNLI "translated" into de and es
 The eight languages are in both XNLI and PAN-X, and the seven besides English spread over scripts
 (Latin, Han, Arabic, Devanagari) and families, so the analysis has enough languages for its
 correlations and slopes (it leaves English out and needs five).
@@ -17,6 +19,7 @@ by the adjective, NER from gazetteers of names, places and organisations.
 `demo_texts(root)` yields every sentence written plus the templates' words, to train a local
 vocabulary on (vocab.build_local_vocabulary).
 """
+import json
 import os
 import random
 from typing import Dict, Iterator, List, Sequence
@@ -226,12 +229,47 @@ def write_demo_data(root: str, seed: int = 0, n_train: int = 120, n_eval: int = 
                           ("test", LANGUAGES, n_eval)):
     for lang in langs:
       _write(os.path.join(root, "panx", f"{split}-{lang}.tsv"), _panx(rng, n, lang))
+  # the baselines' data, drawn after the rest so that the files above do not change
+  for lang in LANGUAGES:
+    _write(os.path.join(root, "mlm", f"{lang}.txt"), _mlm_text(rng, lang, n_train // 2))
+  for lang in TRANSLATED_LANGUAGES:
+    _write(os.path.join(root, "translated", "mnli", f"train.{lang}.jsonl"),
+           _translated_mnli(rng, lang, n_train))
+    _write(os.path.join(root, "translated", "mnli", f"validation.{lang}.jsonl"),
+           _translated_mnli(rng, lang, n_eval))
   return root
+
+
+_BASELINE_FOLDERS = ("mlm", "translated")
+TRANSLATED_LANGUAGES = ("de", "es")
+
+
+def _mlm_text(rng, lang, n_docs):
+  """Documents of three clauses each, one per line (the mlm baseline's plain text)."""
+  lex = _LEX[lang]
+  docs = []
+  for _ in range(n_docs):
+    docs.append(lex["sep"].join(
+        _sentence(lang, rng.choice(lex["subj"]), rng.choice(lex["verb"]), rng.choice(lex["obj"]))
+        for _ in range(3)))
+  return docs
+
+
+def _translated_mnli(rng, lang, n):
+  """MNLI "machine-translated" into `lang`: JSON lines with MNLI's fields."""
+  rows = []
+  for i in range(n):
+    p, h, label = _nli_pair(rng, lang)
+    rows.append(json.dumps({"id": str(i), "premise": p, "hypothesis": h, "label": label},
+                           ensure_ascii=False))
+  return rows
 
 
 def demo_texts(root: str) -> Iterator[str]:
   """Every sentence of the demo files under root, then the templates' fixed words."""
   for dirpath, _, files in sorted(os.walk(root)):
+    if os.path.relpath(dirpath, root).split(os.sep)[0] in _BASELINE_FOLDERS:
+      continue  # the baselines' text repeats the words above
     for name in sorted(files):
       path = os.path.join(dirpath, name)
       with open(path, encoding="utf-8") as f:
@@ -253,6 +291,8 @@ def demo_texts(root: str) -> Iterator[str]:
           if i < len(fields) and fields[i].strip():
             yield fields[i].strip()
   for t in templates.TEMPLATES.values():
+    if t.family == "span_corruption":  # token ids, no words of its own
+      continue
     yield " ".join(w for w in (t.inputs + " " + t.targets).replace("{", " ").replace(
         "}", " ").split())
   yield " ".join(NLI_LABELS + ("positive", "negative", templates.UNANSWERABLE, "None", "$$",

@@ -25,11 +25,15 @@ def _plan(files, *bindings):
 
 def test_demo_expands_into_runs_sharing_intermediate_phases():
   plan = _plan(["experiments/demo.gin"])
-  assert len(plan.runs) == 2 * 3 * 2  # sizes x intermediates x targets (1 seed)
+  assert len(plan.runs) == 2 * 5 * 2  # sizes x intermediates x targets (1 seed)
   kinds = [p.kind for p in plan.phases]
-  assert kinds.count("intermediate") == 2 * 2          # (size, mnli|sst2): shared by targets
-  assert kinds.count("target") == 2 * 3 * 2
-  assert kinds.count("evaluate") == 12
+  assert kinds.count("intermediate") == 2 * 4  # (size, mlm|mnli|mnli_translated|sst2): shared
+  assert kinds.count("target") == 2 * 5 * 2
+  assert kinds.count("evaluate") == 20
+  # the two baselines are intermediate values like the tasks (CONTRACTS.md)
+  mlm = plan.phase("demo/tiny/seed0/mlm/intermediate")
+  assert mlm.task == "mlm" and dict(mlm.feature_lengths) == {"inputs": 48, "targets": 16}
+  assert plan.phase("demo/mini/seed0/mnli_translated/intermediate").task == "mnli_translated"
   ids = [r.run_id for r in plan.runs]
   assert len(set(ids)) == len(ids)
   assert "demo/tiny/mnli/xnli/seed0" in ids

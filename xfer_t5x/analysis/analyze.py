@@ -246,6 +246,10 @@ def primary_answer(slopes, diffs, primary, alpha=ALPHA):
   return out
 
 
+def _params(n):
+  return f"{n / 1e9:.3g}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
+
+
 def _answer_text(ans):
   d, alpha = ans["distance"], ans["alpha"]
   if not ans["slopes"]:
@@ -260,7 +264,7 @@ def _answer_text(ans):
     by_inter.setdefault(s["intermediate"], []).append(s)
   for inter, rows in by_inter.items():
     items = "; ".join(
-        f"{r['size']} ({r['n_params'] / 1e9:.2g}B params) {r['slope']:+.2f} "
+        f"{r['size']} ({_params(r['n_params'])} params) {r['slope']:+.2f} "
         f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] ({r['slope_per_sd']:+.2f} per SD), "
         f"p_adj {_fmt_p(r['p_family'])}"
         + (" *" if r["significant"] else "")

@@ -14,6 +14,7 @@ import numpy as np
 
 from xfer_t5x.evaluation import batching
 from xfer_t5x.evaluation import restore
+from xfer_t5x.evaluation import search
 from xfer_t5x.model import decoding
 from xfer_t5x.runtime.partitioning import Partitioner
 
@@ -102,21 +103,9 @@ class MeshRunner:
             k: int) -> Tuple[np.ndarray, np.ndarray]:
     """Cosine nearest neighbours: (indices `[n, k]` into candidates, best first; similarities).
 
-    Both sides are L2-normalised; the similarity matmul runs with the queries sharded over the
-    batch axes and the candidate matrix replicated on the mesh."""
-    k = int(min(k, candidates.shape[0]))
-    cand = jax.device_put(np.asarray(candidates, np.float32),
-                          batching.replicated(self.partitioner))
-
-    def fn(batch, params, cand):
-      del params
-      q = _normalise(batch["queries"])
-      sims = q @ _normalise(cand).T
-      values, indices = jax.lax.top_k(sims, k)
-      return indices, values
-    run = self._jit(("top_k", k), fn, (batching.replicated(self.partitioner),))
-    indices, values = self._run(run, {"queries": np.asarray(queries, np.float32)}, cand)
-    return indices, values
+    Exact, with the candidate pool sharded over every device of the mesh and scored in blocks
+    (`search.top_k`): no device holds more than a [query block x candidate block] matrix."""
+    return search.top_k(queries, candidates, k, self.partitioner.mesh)
 
 
 def _normalise(x):
