@@ -1,8 +1,10 @@
 """`xfer-t5x bench`: train-step throughput and MFU of a model config on this machine.
 
 Random tokens, Adafactor at T5X's settings, the real jit'd step (sharded over the default mesh).
-MFU is stated against the best dense float32 matmul measured in the same invocation (JAX, and
-PyTorch if installed): a benchmark prints figures, it asserts nothing.
+MFU is stated against the best dense matmul of the run's dtype measured in the same invocation
+(2048^3 random matrices, at least 10 repeats and 1 s, before and after the timed steps, float32
+and bfloat16, each with its spread; PyTorch's float32 too if installed; on CPU the host's peak
+is not multiplied by the number of fake devices): a benchmark prints figures, it asserts nothing.
 
   xfer-t5x bench --config bench            # RESEARCH.md's "bench" config
   xfer-t5x bench --config tiny --steps 50
@@ -40,6 +42,13 @@ def add_arguments(parser):
   gin_utils.add_gin_arguments(parser)
 
 
+def _peaks(peak):
+  """float32 and bfloat16 matmul peaks of one device, measured now (2048^3, random, >= 1 s)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return {"float32": peak.matmul_peak(2048, jnp.float32),
+          "bfloat16": peak.matmul_peak(2048, jnp.bfloat16)}
+
+
 def run(args) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   from xfer_t5x.model.api import EncoderDecoderModel
@@ -70,6 +79,7 @@ def run(args) -> int:
           "decoder_target_tokens": tgt,
           "decoder_input_tokens": np.concatenate([np.zeros((b, 1), np.int32), tgt[:, :-1]], 1)}
   batch = jax.device_put(host, partitioner.batch_sharding())
+  peaks = {"before": _peaks(peak)}
   times = []
   for i in range(args.steps + 2):
     t = time.perf_counter()
@@ -77,11 +87,20 @@ def run(args) -> int:
     jax.block_until_ready(metrics["loss"])
     if i >= 2:
       times.append(time.perf_counter() - t)
+  peaks["after"] = _peaks(peak)
   med = statistics.median(times)
   step_flops = flops.train_step_flops(config, b, li, lt)
-  jax_peak = peak.measured_matmul_peak() * jax.device_count()
-  torch_peak = peak.torch_matmul_peak()
+  # CPU devices (fake or not) share the host's cores: the host's peak is one device's; on an
+  # accelerator every device adds its own.
+  scale = 1 if jax.devices()[0].platform == "cpu" else jax.device_count()
+  run_dtype = "bfloat16" if "bfloat16" in args.dtype else "float32"
+  jax_peak = max(m.best for when in peaks.values() for d, m in when.items()
+                 if d == run_dtype) * scale
+  torch_peak = peak.torch_matmul_peak() if run_dtype == "float32" else None
   best_peak = max(p for p in (jax_peak, torch_peak) if p)
+  for when, ms in peaks.items():
+    for m in ms.values():
+      print(f"matmul peak {when:6s}  {m.summary()}")
   out = {
       "config": args.config or "gin", "devices": jax.device_count(),
       "platform": jax.devices()[0].platform, "batch": b, "inputs_length": li,
@@ -90,11 +109,16 @@ def run(args) -> int:
       "target_tokens_per_second": b * lt / med, "gflop_per_step": step_flops / 1e9,
       "achieved_gflops": step_flops / med / 1e9,
       "matmul_peak_gflops_jax": jax_peak / 1e9,
+      "matmul_peak_dtype": run_dtype,
+      "matmul_peaks": {when: {d: {"best_gflops": m.best / 1e9, "median_gflops": m.median / 1e9,
+                                  "spread": m.spread, "repeats": len(m.seconds), "n": m.n}
+                              for d, m in ms.items()} for when, ms in peaks.items()},
       "matmul_peak_gflops_torch": torch_peak / 1e9 if torch_peak else None,
       "mfu": step_flops / med / best_peak,
   }
   for k, v in out.items():
-    print(f"{k:28s} {v:.4g}" if isinstance(v, float) else f"{k:28s} {v}")
+    if k != "matmul_peaks":
+      print(f"{k:28s} {v:.4g}" if isinstance(v, float) else f"{k:28s} {v}")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(out, f, indent=1)
