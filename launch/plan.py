@@ -16,7 +16,7 @@ import functools
 import math
 import re
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -225,21 +225,26 @@ class CompileReport:
   def roofline_seconds(self) -> Optional[float]:
     """A lower bound on a loop-free step: XLA's FLOPs at the chip's peak or XLA's bytes
     accessed at its HBM bandwidth, whichever takes longer (collectives not counted)."""
+    terms = self._roofline_terms()
+    return max(terms) if terms else None
+
+  def _roofline_terms(self) -> Optional[Tuple[float, float]]:
+    """(XLA's FLOPs at peak, XLA's bytes accessed at HBM bandwidth) in seconds, for a loop-free
+    compile whose chip figures are known."""
     t = self.train
     if self.loops or not (t.ok and self.peak_per_device and self.bandwidth_per_device):
       return None
-    return max(t.xla_flops_per_device / self.peak_per_device,
-               t.xla_bytes_accessed_per_device / self.bandwidth_per_device)
+    return (t.xla_flops_per_device / self.peak_per_device,
+            t.xla_bytes_accessed_per_device / self.bandwidth_per_device)
 
   @property
   def roofline_limit(self) -> Optional[str]:
     """Which term sets the roofline bound of a loop-free compile: the chip's FLOPs or its HBM
     bandwidth (XLA's bytes accessed)."""
-    t = self.train
-    if self.roofline_seconds is None:
+    terms = self._roofline_terms()
+    if terms is None:
       return None
-    flops = t.xla_flops_per_device / self.peak_per_device
-    hbm = t.xla_bytes_accessed_per_device / self.bandwidth_per_device
+    flops, hbm = terms
     return (f"HBM bandwidth ({hbm:.3f} s of bytes vs {flops:.3f} s of FLOPs)" if hbm > flops
             else f"FLOPs ({flops:.3f} s vs {hbm:.3f} s of HBM bytes)")
 

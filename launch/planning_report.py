@@ -80,11 +80,12 @@ def _status(rep) -> str:
   return "out of memory" if t.oom else "compiler error"
 
 
-def entry(conf: Configuration, rep, accelerator_chips: int) -> Dict[str, Any]:
+def entry(conf: Configuration, rep) -> Dict[str, Any]:
   """One configuration's row of plans.json (`rep`: its CompileReport, or None: not compiled)."""
+  _, topology, accelerator_chips = chips.parse_accelerator(conf.accelerator)
   out: Dict[str, Any] = {
       "name": conf.name, "size": conf.size, "accelerator": conf.accelerator,
-      "topology": chips.parse_accelerator(conf.accelerator)[1], "chips": accelerator_chips,
+      "topology": topology, "chips": accelerator_chips,
       "gin_files": list(conf.gin_files), "gin_bindings": list(conf.gin_bindings),
       "inputs_length": conf.lengths[0], "targets_length": conf.lengths[1],
       "mfu_goal": conf.mfu_goal, "why": conf.why, "command": conf.command()}
@@ -139,15 +140,14 @@ def compile_configurations(configurations: Sequence[Configuration], cache: plan_
     files = [gin_utils.resolve_gin_file(f, search_paths) for f in conf.gin_files]
     gin_utils.setup_gin(files, conf.gin_bindings, search_paths, finalize=False)
     shape, gin_text = plan_cmd.configured_shape()
-    n_chips = chips.parse_accelerator(conf.accelerator)[2]
     key = plan_search.cache_key(shape, target, gin_text, False)
     if cache.get(key) is None and not compile_missing:
       log(f"plan-report: {conf.name}: not in the cache, left out (--cached_only)")
-      entries.append(entry(conf, None, n_chips))
+      entries.append(entry(conf, None))
       continue
     attempts = plan_search.search(
         shape, target, gin_files=files, gin_bindings=conf.gin_bindings, gin_text=gin_text,
         with_decode=False, try_options=False, timeout=timeout, cache=cache,
         offline=not compile_missing, log=log)
-    entries.append(entry(conf, attempts[0].report, n_chips))
+    entries.append(entry(conf, attempts[0].report))
   return entries

@@ -50,11 +50,15 @@ def _versions():
   return out
 
 
-def build_document(entries, experiment_file, search_paths):
+def experiment_plan(experiment_file, search_paths):
+  """The experiment's runs and phases, for its bill (read once per invocation)."""
   from xfer_t5x.experiments import grid  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.launch import planning_report, study_bill  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:  # the plan's folders are never created
-    plan = grid.load_plan([experiment_file], (), search_paths, root_dir=tmp, state_dir=tmp)
+    return grid.load_plan([experiment_file], (), search_paths, root_dir=tmp, state_dir=tmp)
+
+
+def build_document(entries, plan, experiment_file):
+  from xfer_t5x.launch import planning_report, study_bill  # pylint: disable=g-import-not-at-top
   return {
       "generated_by": "xfer-t5x plan-report",
       "versions": _versions(),
@@ -185,13 +189,13 @@ def run(args) -> int:
     return 2
   cache = plan_search.Cache(args.cache)
   os.makedirs(args.out_dir, exist_ok=True)
+  plan = experiment_plan(args.experiment, args.gin_search_paths)
 
   def write(entries):
-    doc = build_document(entries, args.experiment, args.gin_search_paths)
+    doc = build_document(entries, plan, args.experiment)
     fileio.atomic_write(os.path.join(args.out_dir, "plans.json"),
                         json.dumps(doc, indent=1, sort_keys=True) + "\n")
     fileio.atomic_write(os.path.join(args.out_dir, "PLANS.md"), render(doc))
-    return doc
 
   entries = []
   try:
@@ -201,7 +205,7 @@ def run(args) -> int:
           [conf], cache, compile_missing=compile_it, timeout=args.timeout,
           search_paths=args.gin_search_paths, log=_log)
       if compile_it:  # the report so far, so a long run loses nothing when it is stopped
-        write(entries + [planning_report.entry(c, None, 0) for c in confs[len(entries):]])
+        write(entries + [planning_report.entry(c, None) for c in confs[len(entries):]])
   except plan_search.TargetError as e:
     print(f"xfer-t5x {e}", file=sys.stderr)
     return 2

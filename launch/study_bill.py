@@ -30,13 +30,17 @@ def bill(plan, entries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
   sizes = []
   for size, _ in exp.sizes:
     phases = [p for p in plan.phases if p.size == size and p.kind != "evaluate"]
-    shapes = collections.Counter(
-        (p.batch_size, dict(p.feature_lengths)["inputs"], dict(p.feature_lengths)["targets"])
-        for p in phases)
+    counts, steps = collections.Counter(), collections.Counter()
+    for p in phases:
+      lengths = dict(p.feature_lengths)
+      shape = (p.batch_size, lengths["inputs"], lengths["targets"])
+      counts[shape] += 1
+      steps[shape] += p.steps
     row: Dict[str, Any] = {
-        "size": size, "training_phases": len(phases), "steps": sum(p.steps for p in phases),
+        "size": size, "training_phases": len(phases), "steps": sum(steps.values()),
         "phases_by_shape": [{"batch_size": b, "inputs_length": i, "targets_length": t,
-                             "phases": n} for (b, i, t), n in sorted(shapes.items())]}
+                             "phases": n, "steps": steps[(b, i, t)]}
+                            for (b, i, t), n in sorted(counts.items())]}
     candidates = _planned(entries, exp.files_for(size))
     usable = [e for e in candidates if e.get("step_seconds")]
     if not usable:
@@ -57,10 +61,7 @@ def bill(plan, entries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         scale = _step_flops(ref["shape"]["model"], *key) / ref["analytic_train_flops"]
         step, how = ref["step_seconds"] * scale, f"{ref['name']} x {scale:.2f} (FLOPs)"
       shape_row.update(step_seconds=step, step_from=how)
-      steps = sum(p.steps for p in phases if (p.batch_size, dict(p.feature_lengths)["inputs"],
-                                               dict(p.feature_lengths)["targets"]) == key)
-      shape_row["steps"] = steps
-      seconds += steps * step
+      seconds += shape_row["steps"] * step
     row.update(configuration=ref["name"], accelerator=ref["accelerator"], chips=ref["chips"],
                seconds=seconds, chip_hours=seconds * ref["chips"] / 3600,
                days=seconds / 86400,

@@ -183,11 +183,10 @@ def analyze(results, kinds=DEFAULT_DISTANCES, mode="coverage", include_english=F
     sens = _sensitivity(gains, kinds, dist, D.distance_table(mode=alt_mode), include_english)
   else:
     sens = pd.DataFrame()
-  ties = {k: int(frame[k].nunique()) for k in kinds if k in frame}
-  if "genetic" in ties and n_lang:
-    notes.append(f"genetic distance takes only {ties['genetic']} distinct values over these "
-                 f"{n_lang} languages: read it as ordinal (its Spearman rank correlation), not "
-                 "its linear slope")
+  if "genetic" in kinds and n_lang:
+    notes.append(f"genetic distance takes only {frame['genetic'].nunique()} distinct values "
+                 f"over these {n_lang} languages: read it as ordinal (its Spearman rank "
+                 "correlation), not its linear slope")
   return Analysis(kinds=kinds, mode=mode, summary=summary, gains=gains, distances=dist,
                   frame=frame, means=means, spearman=spearman, size_effects=effects,
                   distance_correlations=distance_correlations(frame, kinds),

@@ -185,12 +185,12 @@ def heatmap(frame, kind, path):
                                                            values="gain", aggfunc="mean")
          .reindex(index=order, columns=sizes))
     tables.append(t)
+  params = _params(frame)
+  size_labels = [_size_label(z, params[z]) for z in sizes]
   vmax = max([np.nanmax(np.abs(t.to_numpy())) for t in tables if np.isfinite(t.to_numpy()).any()] + [1e-9])
   for i, (ax, inter, t) in enumerate(zip(axes[0], inters, tables)):
     im = ax.imshow(t.to_numpy(dtype=float), cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto")
-    params = _params(frame)
-    ax.set_xticks(range(len(sizes)), [_size_label(z, params[z]) for z in sizes], rotation=45,
-                  ha="right", fontsize=8)
+    ax.set_xticks(range(len(sizes)), size_labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n_lang), [f"{l} ({dist[l]:.2f})" for l in order] if i == 0 else [],
                   fontsize=7)
     ax.set_title(f"{inter}", fontsize=9)

@@ -108,10 +108,6 @@ class MeshRunner:
     return search.top_k(queries, candidates, k, self.partitioner.mesh)
 
 
-def _normalise(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def cut_at_eos(ids, eos_id: int = 1):
   """Token ids up to (not including) the first EOS, as a Python list."""
   ids = [int(t) for t in np.asarray(ids).reshape(-1)]

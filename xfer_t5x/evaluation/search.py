@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from xfer_t5x.evaluation import batching
+
 DEFAULT_BLOCK = 8192
 DEFAULT_QUERY_BLOCK = 1024
 
@@ -90,8 +92,8 @@ def top_k(queries: np.ndarray, pool: np.ndarray, k: int, mesh,
     if rows < query_block and len(queries) > query_block:  # one compiled shape for all blocks
       q = np.concatenate([q, np.zeros((query_block - rows, d), np.float32)])
     idx, vals = search(_put(q, NamedSharding(mesh, P())), shard)
-    out_i.append(np.asarray(idx.addressable_data(0))[:rows])  # replicated: any local copy
-    out_v.append(np.asarray(vals.addressable_data(0))[:rows])
+    out_i.append(batching.fetch(idx)[:rows])
+    out_v.append(batching.fetch(vals)[:rows])
   if not out_i:
     return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
   return np.concatenate(out_i), np.concatenate(out_v)
