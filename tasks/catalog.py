@@ -54,6 +54,8 @@ SEQUENCE_LENGTHS = {
     "qa": {"inputs": 1024, "targets": 512},
     "tagging": {"inputs": 1024, "targets": 512},
     "retrieval": {"inputs": 512, "targets": 8},
+    # the dual encoder's training pairs: a question or mention -> a candidate with its context
+    "retrieval_pairs": {"inputs": 128, "targets": 512},
     # mT5's pretraining lengths: 1137 tokens corrupt into 1024 inputs and 229 targets
     "span_corruption": {"inputs": 1024, "targets": 229},
 }
@@ -68,6 +70,8 @@ class Target:
   eval_mode: str                   # "generate", "rank" or "retrieve"
   encoder_from: Optional[str] = None  # Tatoeba: embed with the encoder of this target's model
   note: str = ""
+  model: str = "encoder_decoder"   # or "dual_encoder" (trained and evaluated as one)
+  train_family: Optional[str] = None  # SEQUENCE_LENGTHS key of its training stages, if not family
 
 
 TARGET_SPECS = {
@@ -79,12 +83,17 @@ TARGET_SPECS = {
     "xquad": Target("xquad", "qa", ("xquad_train",), "generate"),
     "mlqa": Target("mlqa", "qa", ("mlqa_train",), "generate"),
     "tydiqa": Target("tydiqa", "qa", ("tydiqa_train",), "generate"),
-    "mewslix": Target("mewslix", "retrieval", (), "retrieve",
-                      note="dual-encoder training on Wikipedia mention-entity pairs comes with "
-                      "the dual-encoder issue"),
-    "lareqa": Target("lareqa", "retrieval", (), "retrieve",
-                     note="dual-encoder training on SQuAD v1.1 comes with the dual-encoder issue"),
+    "mewslix": Target("mewslix", "retrieval", ("mewslix_train",), "retrieve",
+                      note="a dual encoder trained on English Wikipedia mention-entity pairs",
+                      model="dual_encoder", train_family="retrieval_pairs"),
+    "lareqa": Target("lareqa", "retrieval", ("lareqa_train",), "retrieve",
+                     note="a dual encoder trained on SQuAD v1.1 question-sentence pairs",
+                     model="dual_encoder", train_family="retrieval_pairs"),
     "tatoeba": Target("tatoeba", "retrieval", (), "retrieve", encoder_from="xquad",
                       note="no training data: embeds with the encoder of the xquad target's "
                       "model at a middle layer"),
 }
+
+# A training stage whose lengths are not its target's evaluation lengths (the dual encoder's).
+STAGE_FAMILIES = {stage: spec.train_family for spec in TARGET_SPECS.values() if spec.train_family
+                  for stage in spec.train_stages}

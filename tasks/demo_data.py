@@ -7,6 +7,10 @@
   panx/{train,dev,test}-<lang>.tsv         XTREME's PAN-X token<TAB>tag files (train: en only)
   mlm/<lang>.txt                           the mlm baseline's text, one document per line
   translated/mnli/{train,validation}.<lang>.jsonl   MNLI "translated" into de and es
+  squad/{train,dev}-v1.1.json              SQuAD v1.1 JSON (English): XQuAD's and LAReQA's training
+  xquad/xquad.<lang>.json, lareqa/<lang>.json   XQuAD and XQuAD-R (sentence_breaks) over the
+                                           same paragraphs, en de es zh ar hi tr
+  tatoeba/tatoeba.<xxx>-eng.{<xxx>,eng}    Tatoeba's aligned files, de es sw zh ar hi tr
 The eight languages are in both XNLI and PAN-X, and the seven besides English spread over scripts
 (Latin, Han, Arabic, Devanagari) and families, so the analysis has enough languages for its
 correlations and slopes (it leaves English out and needs five).
@@ -24,6 +28,7 @@ import os
 import random
 from typing import Dict, Iterator, List, Sequence
 
+from xfer_t5x.tasks import catalog
 from xfer_t5x.tasks import templates
 
 LANGUAGES = ("en", "de", "es", "sw", "zh", "ar", "hi", "tr")
@@ -237,10 +242,83 @@ def write_demo_data(root: str, seed: int = 0, n_train: int = 120, n_eval: int = 
            _translated_mnli(rng, lang, n_train))
     _write(os.path.join(root, "translated", "mnli", f"validation.{lang}.jsonl"),
            _translated_mnli(rng, lang, n_eval))
+  # the QA and retrieval targets' data (XQuAD, LAReQA, Tatoeba and SQuAD v1.1 to train on)
+  _write_qa_and_retrieval(root, rng, n_train, n_eval)
   return root
 
 
 _BASELINE_FOLDERS = ("mlm", "translated")
+QA_LANGUAGES = ("en", "de", "es", "zh", "ar", "hi", "tr")        # in XQuAD and LAReQA
+TATOEBA_LANGUAGES = ("de", "es", "sw", "zh", "ar", "hi", "tr")   # in Tatoeba (each -> English)
+# "Who": the question asks for the subject of one of the paragraph's clauses.
+_WHO = {"en": "Who", "de": "Wer", "es": "Quién", "sw": "Nani", "zh": "谁", "ar": "من",
+        "hi": "कौन", "tr": "Kim"}
+
+
+def _question(lang, verb, obj):
+  lex = _LEX[lang]
+  order = lex.get("order", "svo")
+  parts = (_WHO[lang], obj, verb) if order == "sov" else (_WHO[lang], verb, obj)
+  return lex["sep"].join(parts) + ("？" if lang == "zh" else "?")
+
+
+def _paragraphs(rng, n):
+  """n paragraphs of three clauses as lexicon indices, each clause with its own subject (the
+  answer to "who <verb> <object>?" is unique in its paragraph)."""
+  out = []
+  for _ in range(n):
+    subjects = rng.sample(range(6), 3)
+    out.append([(s, rng.randrange(6), rng.randrange(6)) for s in subjects])
+  return out
+
+
+def _squad_json(paragraphs, lang, breaks=False):
+  """SQuAD v1.1 JSON of the paragraphs in `lang` (XQuAD-R's form, with sentence_breaks, when
+  `breaks`); question ids are the same in every language."""
+  lex = _LEX[lang]
+  out = []
+  for p_i, clauses in enumerate(paragraphs):
+    sentences = [_sentence(lang, lex["subj"][s], lex["verb"][v], lex["obj"][o])
+                 for s, v, o in clauses]
+    join = "" if lex["sep"] == "" else " "
+    context, spans = "", []
+    for sentence in sentences:
+      if context:
+        context += join
+      spans.append([len(context), len(context) + len(sentence)])
+      context += sentence
+    qas = []
+    for k, ((s, v, o), (start, _)) in enumerate(zip(clauses, spans)):
+      subject = lex["subj"][s]
+      at = start + context[start:].index(subject)
+      qas.append({"id": f"q{p_i}_{k}", "question": _question(lang, lex["verb"][v], lex["obj"][o]),
+                  "answers": [{"text": subject, "answer_start": at}]})
+    paragraph = {"context": context, "qas": qas}
+    if breaks:
+      paragraph["sentence_breaks"] = spans
+    out.append({"title": f"demo {p_i}", "paragraphs": [paragraph]})
+  return json.dumps({"version": "1.1", "data": out}, ensure_ascii=False)
+
+
+def _write_qa_and_retrieval(root, rng, n_train, n_eval):
+  """SQuAD v1.1 train/dev (English), XQuAD and XQuAD-R (LAReQA) in QA_LANGUAGES over the same
+  paragraphs, and Tatoeba's aligned sentence files for TATOEBA_LANGUAGES."""
+  _write(os.path.join(root, "squad", "train-v1.1.json"),
+         [_squad_json(_paragraphs(rng, n_train // 3), "en")])
+  _write(os.path.join(root, "squad", "dev-v1.1.json"),
+         [_squad_json(_paragraphs(rng, n_eval // 3), "en")])
+  shared = _paragraphs(rng, n_eval // 2)
+  for lang in QA_LANGUAGES:
+    _write(os.path.join(root, "xquad", f"xquad.{lang}.json"), [_squad_json(shared, lang)])
+    _write(os.path.join(root, "lareqa", f"{lang}.json"), [_squad_json(shared, lang, True)])
+  for lang in TATOEBA_LANGUAGES:
+    clauses = [(rng.randrange(6), rng.randrange(6), rng.randrange(6)) for _ in range(n_eval)]
+    code = catalog.TATOEBA_CODES[lang]
+    for side in (lang, "en"):
+      lex = _LEX[side]
+      _write(os.path.join(root, "tatoeba", f"tatoeba.{code}-eng.{'eng' if side == 'en' else code}"),
+             [_sentence(side, lex["subj"][s], lex["verb"][v], lex["obj"][o])
+              for s, v, o in clauses])
 TRANSLATED_LANGUAGES = ("de", "es")
 
 
@@ -274,6 +352,8 @@ def demo_texts(root: str) -> Iterator[str]:
       path = os.path.join(dirpath, name)
       with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
+      if not name.endswith(".tsv"):  # the QA and retrieval files: their words are above
+        continue
       if "panx" in dirpath:
         sentence = []
         for line in lines + [""]:
@@ -291,7 +371,9 @@ def demo_texts(root: str) -> Iterator[str]:
           if i < len(fields) and fields[i].strip():
             yield fields[i].strip()
   for t in templates.TEMPLATES.values():
-    if t.family == "span_corruption":  # token ids, no words of its own
+    # span corruption: token ids, no words of its own; the retrieval pairs: the words of the
+    # retrieval templates (left out so that the vocabulary stays the one it was)
+    if t.family in ("span_corruption", "retrieval_pairs"):
       continue
     yield " ".join(w for w in (t.inputs + " " + t.targets).replace("{", " ").replace(
         "}", " ").split())

@@ -117,6 +117,7 @@ def default_metrics(family: str, mode: str = "generate") -> List[Callable]:
       "tagging": [metrics_lib.pos_f1],
       "ner": [metrics_lib.span_f1],
       "retrieval": [],
+      "retrieval_pairs": [],
   }[family]
 
 
@@ -145,7 +146,8 @@ def _schema_for(family: str, template: templates_lib.Template) -> Dict[str, str]
             "label": sources_base.STRING}
   return {"qa": squad.QA_SCHEMA, "multiple_choice": multiple_choice.MC_SCHEMA,
           "tagging": tagging.TAG_SCHEMA, "ner": tagging.TAG_SCHEMA,
-          "retrieval": retrieval.RETRIEVAL_SCHEMA}[family]
+          "retrieval": retrieval.RETRIEVAL_SCHEMA,
+          "retrieval_pairs": retrieval.PAIR_SCHEMA}[family]
 
 
 def jsonl_source(name: str, files: Mapping[str, Union[str, Sequence[str]]],

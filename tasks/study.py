@@ -207,6 +207,14 @@ def _targets(b: _Builder, languages: Mapping[str, Sequence[str]]):
           note="SQuAD v1.1")
   b.add("tydiqa_train", b.source("tydiqa_train", [("tydiqa", "en", {"id_prefix": "english-"})]),
         "squad", squad_metrics, target="tydiqa", role="target_train", eval_split="validation")
+  # the dual encoder's pairs (catalog: model "dual_encoder"); trained, not evaluated as such
+  b.add("lareqa_train", b.source("lareqa_train", [("lareqa_train", None, {})]), "lareqa_pair",
+        [], mode="train", target="lareqa", role="target_train", eval_split="validation",
+        note="SQuAD v1.1: question -> answer sentence + paragraph (dual encoder)")
+  b.add("mewslix_train", b.source("mewslix_train", [("mewslix_train", None, {})]),
+        "mewslix_pair", [], mode="train", target="mewslix", role="target_train",
+        eval_split="validation",
+        note="English Wikipedia mention -> entity description (dual encoder)")
   # ---- per-language evaluation tasks
   for t in catalog.TARGETS:
     for lang in languages[t]:

@@ -29,7 +29,7 @@ SST2_LABELS = ("negative", "positive")
 @dataclasses.dataclass(frozen=True)
 class Template:
   """A text-to-text form: `family` decides the derived fields, postprocessor and default metric
-  (classification, qa, multiple_choice, tagging, ner, retrieval)."""
+  (classification, qa, multiple_choice, tagging, ner, retrieval, retrieval_pairs)."""
   name: str
   family: str
   inputs: str
@@ -99,6 +99,14 @@ TEMPLATES: Dict[str, Template] = dict([
        "Mewsli-X query: the mention and its sentence with the mention in braces"),
     _t("mewslix_entity", "retrieval", "entity: {context} description: {text}", "",
        "Mewsli-X candidate: the entity's title and description"),
+    # ---- the dual encoder's training pairs: inputs as the queries, targets as the candidates
+    # are rendered above (the query and the candidate tokens of one row)
+    _t("lareqa_pair", "retrieval_pairs", "question: {text}",
+       "answer: {candidate_text} context: {candidate_context}",
+       "LAReQA training (SQuAD v1.1): the question -> its answer sentence and paragraph"),
+    _t("mewslix_pair", "retrieval_pairs", "mention: {text} context: {context}",
+       "entity: {candidate_context} description: {candidate_text}",
+       "Mewsli-X training (English Wikipedia): the mention -> its entity"),
 ])
 
 

@@ -7,6 +7,12 @@ Layout of a retrieval task's rows (RETRIEVAL_SCHEMA), the same for queries and c
            mention's sentence with the mention in braces, or the entity's title); may be empty
   gold     for a query, the ids of its correct candidates; empty for a candidate
   lang     the row's language (two-letter code)
+
+The dual encoder's training pairs (PAIR_SCHEMA) carry a query (`text`, `context`) and its
+positive candidate (`candidate_text`, `candidate_context`) in the same fields as above, so the
+training templates render them exactly as the evaluation templates render queries and pools:
+  LAReQA    SQuAD v1.1 train: question -> the sentence holding the answer, with its paragraph
+  Mewsli-X  wikipedia_pairs-{train,dev}.jsonl: mention in its sentence -> entity description
 """
 import json
 import os
@@ -18,6 +24,8 @@ from xfer_t5x.tasks.sources.base import STRING, STRINGS
 
 RETRIEVAL_SCHEMA = {"id": STRING, "text": STRING, "context": STRING, "gold": STRINGS,
                     "lang": STRING}
+PAIR_SCHEMA = {"id": STRING, "text": STRING, "context": STRING, "candidate_text": STRING,
+               "candidate_context": STRING, "lang": STRING}
 
 # ---------------------------------------------------------------------------------- Tatoeba
 
@@ -137,6 +145,53 @@ def read_lareqa_candidates(f, counter, pool_langs):
     yield {"id": cid, "text": sentence, "context": context, "gold": [], "lang": lang}
 
 
+# A sentence ends at . ! ? (optionally closed by quotes or brackets) before whitespace and a
+# character that is not lower case, or at a CJK / Devanagari / Arabic full stop.
+_SENTENCE_END = re.compile(r"""(?<=[.!?])["'\u201d\u2019)\]]*\s+"""
+                           r"|(?<=[\u3002\uff01\uff1f\u0964\u06d4])\s*")
+# Words whose full stop ends no sentence ("Dr. Who", "U.S. Army"); single letters are initials.
+_ABBREVIATIONS = frozenset("mr mrs ms dr prof st jr sr vs etc e.g i.e u.s u.k no fig approx "
+                           "inc ltd co corp gen col lt sgt rev mt ft".split())
+
+
+def _ends_with_abbreviation(sentence):
+  last = sentence.rsplit(None, 1)[-1].rstrip(".").lower() if sentence.strip() else ""
+  return last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())
+
+
+def sentence_spans(text):
+  """[(start, end)] character spans of the sentences of `text` (a rule-based splitter: SQuAD v1.1
+  has no sentence breaks, XQuAD-R's were made by a splitter too); whitespace between sentences
+  is left out, and the spans cover every other character."""
+  spans, start = [], 0
+  for m in _SENTENCE_END.finditer(text):
+    following = text[m.end():m.end() + 1]
+    if m.start() <= start or following.islower() or (
+        text[m.start() - 1] == "." and _ends_with_abbreviation(text[start:m.start()])):
+      continue
+    spans.append((start, m.start()))
+    start = m.end()
+  if text[start:].strip():
+    spans.append((start, len(text.rstrip())))
+  return spans
+
+
+def read_lareqa_pairs(f, counter):
+  """LAReQA's training pairs from SQuAD v1.1: each question -> the sentence of its paragraph
+  that holds its (first) answer's start, with the paragraph as the candidate's context (the
+  form of XQuAD-R's candidates)."""
+  from xfer_t5x.tasks.sources import squad  # pylint: disable=g-import-not-at-top
+  for row in squad.read_squad_json(f, counter):
+    context, start = row["context"], row["answer_starts"][0]
+    found = [(b, e) for b, e in sentence_spans(context) if b <= start < e]
+    if not found:
+      counter.malformed(f"id={row['id']}", "answer_start is in no sentence of the context")
+      continue
+    b, e = found[0]
+    yield {"id": row["id"], "text": row["question"].strip(), "context": "",
+           "candidate_text": context[b:e].strip(), "candidate_context": context, "lang": "en"}
+
+
 # ---------------------------------------------------------------------------------- Mewsli-X
 
 _BRACES = re.compile(r"[{}]")
@@ -196,17 +251,52 @@ def read_mewslix_mentions(f, counter, lang, labels_file=None):
              "lang": lang}
 
 
+def _entity(obj):
+  """A Mewsli-X entity as a candidate row, or None without an id or a description."""
+  if not isinstance(obj, dict):
+    return None
+  entity_id = common.text_of(obj, "entity_id")
+  description = obj.get("description")
+  if not entity_id or not isinstance(description, str) or not description.strip():
+    return None
+  spans = obj.get("sentence_spans") or []
+  if spans:
+    description = " ".join(description[s["start"]:s["end"]] for s in spans)
+  return {"id": entity_id, "text": " ".join(description.split()),
+          "context": (obj.get("title") or "").strip(), "gold": [],
+          "lang": obj.get("description_language", "")}
+
+
 def read_mewslix_entities(f, counter):
   """Mewsli-X `candidate_set_entities.jsonl`: entity_id, title, description (+ sentence spans)."""
   for line_no, obj in common.jsonl_rows(f, counter):
-    entity_id = common.text_of(obj, "entity_id")
-    description = obj.get("description")
-    if not entity_id or not isinstance(description, str) or not description.strip():
+    row = _entity(obj)
+    if row is None:
       counter.malformed(line_no, "entity without entity_id or description")
       continue
-    spans = obj.get("sentence_spans") or []
-    if spans:
-      description = " ".join(description[s["start"]:s["end"]] for s in spans)
-    yield {"id": entity_id, "text": " ".join(description.split()),
-           "context": (obj.get("title") or "").strip(), "gold": [],
-           "lang": obj.get("description_language", "")}
+    yield row
+
+
+def read_mewslix_pairs(f, counter):
+  """Mewsli-X `wikipedia_pairs-{train,dev}.jsonl` (English Wikipedia): each line's
+  {contextual_mention: {context, mention}, entity} -> the mention in its sentence, as the
+  WikiNews queries are rendered, paired with the entity's title and description, as the
+  candidate set's entities are."""
+  for line_no, obj in common.jsonl_rows(f, counter):
+    pair = obj.get("contextual_mention")
+    entity = _entity(obj.get("entity"))
+    try:
+      context, mention = pair["context"], pair["mention"]
+      text = mention["mention_span"]["text"].strip()
+      sentence = _mention_in_sentence(context, mention)
+      example_id = str(mention["example_id"])
+    except (KeyError, TypeError, AttributeError):
+      counter.malformed(line_no, "expected {contextual_mention: {context, mention: {example_id, "
+                        "mention_span}}, entity}")
+      continue
+    if entity is None or not text:
+      counter.malformed(line_no, "empty mention, or an entity without entity_id or description")
+      continue
+    yield {"id": example_id, "text": text, "context": sentence,
+           "candidate_text": entity["text"], "candidate_context": entity["context"],
+           "lang": context.get("language", "en")}

@@ -105,6 +105,38 @@ def test_multi_stage_target_chains_its_stages_and_tatoeba_uses_xquad():
   assert tev.eval_tasks == ("tatoeba.de",)
 
 
+def test_retrieval_demo_trains_dual_encoders_and_scores_tatoeba_beside():
+  plan = _plan(["experiments/demo.gin", "experiments/demo_retrieval.gin"])
+  kinds = [p.kind for p in plan.phases]
+  assert (kinds.count("intermediate"), kinds.count("target"), kinds.count("evaluate")) == (
+      2, 6, 12)
+  assert len(plan.runs) == 12
+  lareqa = plan.phase("demo_retrieval/tiny/seed0/mlm/lareqa/1-lareqa_train")
+  files = list(lareqa.gin_files)
+  assert files.index(exp_lib.DUAL_ENCODER_FILE) == files.index("runs/finetune.gin") + 1
+  assert lareqa.task == "lareqa_train" and dict(lareqa.feature_lengths) == {
+      "inputs": 48, "targets": 160}
+  assert lareqa.initial_checkpoint == plan.phase(
+      "demo_retrieval/tiny/seed0/mlm/intermediate").final_checkpoint
+  ev = plan.phase("demo_retrieval/tiny/seed0/mlm/lareqa/evaluate")
+  assert exp_lib.DUAL_ENCODER_FILE in ev.gin_files
+  assert dict(ev.feature_lengths)["inputs"] == 160  # candidates embedded as trained
+  xquad = plan.phase("demo_retrieval/tiny/seed0/mlm/xquad/1-xquad_train")
+  assert exp_lib.DUAL_ENCODER_FILE not in xquad.gin_files
+  # Tatoeba: its own score with the xquad model's encoder, and the dual encoder's beside it.
+  own = plan.run("demo_retrieval/tiny/mlm/tatoeba/seed0")
+  beside = plan.run("demo_retrieval/tiny/mlm/tatoeba-lareqa/seed0")
+  assert own.result_stage == "evaluate" and beside.result_stage == "evaluate:lareqa_dual_encoder"
+  assert beside.target == own.target == "tatoeba"
+  own_ev, beside_ev = plan.phase(own.eval_phase_id), plan.phase(beside.eval_phase_id)
+  assert own_ev.model_dir == xquad.model_dir and exp_lib.DUAL_ENCODER_FILE not in own_ev.gin_files
+  assert beside_ev.model_dir == lareqa.model_dir
+  assert exp_lib.DUAL_ENCODER_FILE in beside_ev.gin_files
+  assert "evaluate.embedding_layer = 'final'" in beside_ev.gin_bindings
+  assert beside.phase_ids[:-1] == plan.run("demo_retrieval/tiny/mlm/lareqa/seed0").phase_ids[:-1]
+  assert beside_ev.eval_tasks == own_ev.eval_tasks
+
+
 def test_study_experiment_file_expands():
   plan = _plan(["experiments/xtreme_r.gin"])
   exp = plan.experiment
@@ -143,7 +175,7 @@ def test_remote_root_needs_a_local_state_dir():
 
 
 @pytest.mark.parametrize("binding, message", [
-    ("experiment.targets = ['lareqa']", "no English training stages"),
+    ("experiment.targets = {'xnli': []}", "has no stages"),
     ("experiment.targets = ['nosuch']", "unknown target"),
     ("experiment.targets = ['tatoeba']", "add 'xquad'"),
     ("experiment.seeds = [1, 1]", "distinct seeds"),

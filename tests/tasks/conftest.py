@@ -110,11 +110,31 @@ def write_small_releases(root: pathlib.Path):
       {"entity_id": "Q90", "title": "Paris", "description": "Capital of France.",
        "sentence_spans": [{"start": 0, "end": 18}], "description_language": "en",
        "description_url": "u"}])
+  for split in ("train", "dev"):
+    _jsonl(root / "mewslix" / f"wikipedia_pairs-{split}.jsonl", [
+        wikipedia_pair("p1", "Q64", "Berlin", "Berlin is the capital of Germany. It is big.",
+                       0, 6, "Capital and largest city of Germany."),
+        wikipedia_pair("p2", "Q90", "Paris", "He moved to Paris in 1920.", 12, 17,
+                       "Capital of France.")])
   auto = ("ID=wsj_0001.1 PARSER=GOLD NUMPARSE=1\n"
           "(<T S[dcl] 0 2> (<L N NNP NNP Pierre N_1>) (<T S[dcl]\\NP 0 2> "
           "(<L (S[dcl]\\NP)/NP VBZ VBZ likes (S\\NP)/NP>) (<L N NNS NNS apples N>) ) )\n")
   for section in ("00", "02", "12", "21", "23"):
     _write(root / "ccgbank" / "data" / "AUTO" / section / f"wsj_{section}01.auto", auto)
+
+
+def wikipedia_pair(example_id, entity_id, mention, text, start, end, description):
+  """One line of Mewsli-X's wikipedia_pairs-*.jsonl (English Wikipedia training pairs)."""
+  return {
+      "contextual_mention": {
+          "context": {"document_id": "Q1", "document_url": "u", "document_title": "Page",
+                      "section_title": "", "language": "en", "text": text,
+                      "sentence_spans": [{"start": 0, "end": len(text)}]},
+          "mention": {"example_id": example_id, "entity_id": entity_id,
+                      "mention_span": {"text": mention, "start": start, "end": end}}},
+      "entity": {"entity_id": entity_id, "title": mention, "description": description,
+                 "description_language": "en", "description_url": "u",
+                 "sentence_spans": [{"start": 0, "end": len(description)}]}}
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def test_contract_templates():
   assert templates.UNANSWERABLE == postprocessors.UNANSWERABLE
   for tmpl in t.values():
     assert tmpl.family in ("classification", "qa", "multiple_choice", "tagging", "ner",
-                           "retrieval", "span_corruption"), tmpl
+                           "retrieval", "retrieval_pairs", "span_corruption"), tmpl
 
 
 def test_squad_v2_unanswerable_is_the_fixed_word():

@@ -193,6 +193,12 @@ def evaluate(model_dir: Optional[str] = None,
     checkpoint = str(ckpt_lib.checkpoint_dir(model_dir, step))
   elif step is None:
     step = 0
+  if getattr(model, "is_dual_encoder", False):
+    only_embeds = [t for t in eval_tasks if examples_lib.info_of(t).mode != "retrieve"]
+    if only_embeds:
+      raise ValueError(f"evaluate: a dual encoder (build_model.kind='dual_encoder') only embeds, "
+                       f"but {only_embeds[:3]} are not retrieval tasks: evaluate them with an "
+                       "encoder-decoder model (leave models/dual_encoder.gin out)")
   runner = MeshRunner(model, params, partitioner, batch_size)
   log("evaluating %s at step %d on %d task(s), mesh %s, global batch %d, %s decoding",
       model_dir or "given params", step, len(eval_tasks), dict(partitioner.mesh.shape),

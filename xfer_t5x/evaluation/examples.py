@@ -48,7 +48,7 @@ def _members(name: str) -> List[str]:
 
 
 def _evaluable(info: registry.TaskInfo) -> bool:
-  return info.mode != "embed" and info.role != "candidates"
+  return info.mode not in ("embed", "train") and info.role != "candidates"
 
 
 def expand_tasks(names: Sequence[str]) -> List[str]:
@@ -66,6 +66,9 @@ def expand_tasks(names: Sequence[str]) -> List[str]:
     if not is_mixture(name):
       info = info_of(name)
       if not _evaluable(info):
+        if info.mode == "train":
+          raise ValueError(f"evaluate: {name} is a training-only task (mode 'train'); evaluate "
+                           f"its target's tasks instead ({info.target or 'its'}_zeroshot)")
         raise ValueError(f"evaluate: {name} is a candidate pool (mode {info.mode!r}); evaluate "
                          "the retrieval task that names it as candidates_task instead")
       chosen = [name]

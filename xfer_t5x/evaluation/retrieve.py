@@ -9,7 +9,7 @@ the task's metrics read (XTREME-R: Tatoeba top-1 accuracy, LAReQA mAP@20, Mewsli
 The layer: an int (hidden state after that many layers), "middle" (num_encoder_layers // 2),
 "final" (the normed top), or None for the target's default: the middle layer for Tatoeba
 (XTREME-R's baseline embeds with a QA model at a middle layer, CONTRACTS.md), the top for the
-others. A pool shared by several query tasks (LAReQA's) is embedded once per evaluation.
+others and for a dual encoder (model.dual_encoder: projected and L2-normalised there). A pool shared by several query tasks (LAReQA's) is embedded once per evaluation.
 """
 from typing import Dict, Mapping, Optional, Tuple, Union
 
@@ -26,11 +26,13 @@ MIDDLE_LAYER_TARGETS = ("tatoeba",)
 Layer = Union[int, str, None]
 
 
-def resolve_layer(embedding_layer: Layer, target: Optional[str], num_encoder_layers: int
-                  ) -> Optional[int]:
-  """The encoder `output_layer` to embed at (None: the final, normed output)."""
+def resolve_layer(embedding_layer: Layer, target: Optional[str], num_encoder_layers: int,
+                  dual_encoder: bool = False) -> Optional[int]:
+  """The encoder `output_layer` to embed at (None: the final, normed output). A dual encoder
+  embeds at its top (its trained output) unless a layer is named."""
   if embedding_layer is None:
-    embedding_layer = "middle" if target in MIDDLE_LAYER_TARGETS else "final"
+    embedding_layer = ("middle" if target in MIDDLE_LAYER_TARGETS and not dual_encoder
+                       else "final")
   if embedding_layer == "middle":
     return num_encoder_layers // 2
   if embedding_layer in ("final", "top"):
@@ -85,7 +87,8 @@ def evaluate_retrieve(runner: MeshRunner, name: str, split: str, examples,
   if not info.candidates_task:
     raise ValueError(f"retrieval task {name} names no candidates_task (its pool); register it "
                      "with add_task(..., mode='retrieve', candidates_task=...)")
-  layer = resolve_layer(embedding_layer, info.target, runner.model.config.num_encoder_layers)
+  layer = resolve_layer(embedding_layer, info.target, runner.model.config.num_encoder_layers,
+                        getattr(runner.model, "is_dual_encoder", False))
   ids, pool = pools.get(runner, info.candidates_task, layer, feature_lengths)
   queries = embed_examples(runner, examples, layer)
   indices, sims = runner.top_k(queries, pool, k)

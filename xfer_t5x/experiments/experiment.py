@@ -18,6 +18,12 @@ a chain of `Phase`s (CONTRACTS.md "The study's phases"):
   evaluate      the last stage's final checkpoint -> every language of the target, zero-shot,
                 on the split the registry binds (`register_tasks.eval_splits`; XTREME-R's)
 
+The retrieval targets LAReQA and Mewsli-X train a dual encoder (catalog: model "dual_encoder"):
+their training and evaluate phases parse models/dual_encoder.gin after the run file. Tatoeba,
+with no training data, is evaluated with the xquad target's encoder; when the experiment also has
+LAReQA, a second evaluate phase scores Tatoeba with the LAReQA dual encoder, a run of its own
+whose results rows carry stage "evaluate:lareqa_dual_encoder" and enter no average.
+
 Ids are stable (derived from the names only) and are also the model dirs under the grid's root:
 
   <root>/<experiment>/<size>/seed<k>/<intermediate>/intermediate          phase `intermediate`
@@ -33,6 +39,10 @@ import gin
 from xfer_t5x.tasks import catalog
 
 NONE = "none"
+DUAL_ENCODER_FILE = "models/dual_encoder.gin"
+# Tatoeba's score with the LAReQA dual encoder, beside its own (CONTRACTS.md "Retrieval").
+BESIDE = {"tatoeba": "lareqa"}
+BESIDE_STAGE = "evaluate:{source}_dual_encoder"
 PHASE_KINDS = ("intermediate", "target", "evaluate")
 DEFAULT_RUN_FILE = "runs/finetune.gin"
 DEFAULT_FEATURE_LENGTHS = {"inputs": 1024, "targets": 128}
@@ -97,16 +107,26 @@ class Experiment:
 
   def lengths_for(self, *names: str) -> Dict[str, int]:
     """Feature lengths of the first of `names` bound in feature_lengths, else the bound
-    `default`, else the target family's (catalog.SEQUENCE_LENGTHS), else
+    `default`, else a training stage's own family (catalog.STAGE_FAMILIES: the dual encoder's
+    pairs), else the target family's (catalog.SEQUENCE_LENGTHS), else
     DEFAULT_FEATURE_LENGTHS."""
     bound = {k: dict(v) for k, v in self.feature_lengths}
     for n in list(names) + ["default"]:
       if n in bound:
         return bound[n]
     for n in names:
+      if n in catalog.STAGE_FAMILIES:  # a dual encoder's pairs, not its target's eval lengths
+        return dict(catalog.SEQUENCE_LENGTHS[catalog.STAGE_FAMILIES[n]])
+    for n in names:
       if n in catalog.TARGET_SPECS:
         return dict(catalog.SEQUENCE_LENGTHS[catalog.TARGET_SPECS[n].family])
     return dict(DEFAULT_FEATURE_LENGTHS)
+
+
+def _model_files(target: str) -> Tuple[str, ...]:
+  """The gin files a target's model adds to its phases (a dual encoder's)."""
+  spec = catalog.TARGET_SPECS.get(target)
+  return (DUAL_ENCODER_FILE,) if spec and spec.model == "dual_encoder" else ()
 
 
 def _borrowed_model(target: str) -> Optional[str]:
@@ -339,6 +359,9 @@ class Run:
   languages: Tuple[str, ...]
   stages: Tuple[str, ...]
   phase_ids: Tuple[str, ...]    # in order: [intermediate,] stages..., evaluate
+  # The results' `stage` column: "evaluate", or BESIDE_STAGE for a score reported beside the
+  # target's own (Tatoeba with the LAReQA dual encoder), which enters no average.
+  result_stage: str = "evaluate"
 
   @property
   def eval_phase_id(self) -> str:
@@ -470,7 +493,8 @@ def expand(exp: Experiment, root_dir: Optional[str] = None, experiment_files: Se
                       batch_size=target_batch,
                       feature_lengths=tuple(sorted(lengths.items())), initial_checkpoint=tinit,
                       depends_on=tuple(tchain[-1:]),
-                      gin_files=(model_file, exp.run_file) + common_files + size_files,
+                      gin_files=(model_file, exp.run_file) + _model_files(target) + common_files
+                      + size_files,
                       gin_bindings=user + _training_bindings(
                           mdir, stage, steps, target_batch, lengths, tinit, seed)
                       + exp.target_bindings, root_dir=root))
@@ -481,18 +505,36 @@ def expand(exp: Experiment, root_dir: Optional[str] = None, experiment_files: Se
           languages = exp.target_languages(target)
           # The lengths the model was trained with, or the target's own for a borrowed model.
           lengths = exp.lengths_for(target) if not stages else dict(last.feature_lengths)
-          eval_id = os.path.join(base, target, "evaluate")
-          add(Phase(eval_id, "evaluate", size, inter, target, seed, last.model_dir,
-                    eval_tasks=tuple(f"{target}.{lang}" for lang in languages),
-                    steps=last.steps, batch_size=target_batch,
-                    feature_lengths=tuple(sorted(lengths.items())),
-                    depends_on=(last.phase_id,),
-                    gin_files=(model_file,) + tuple(exp.eval_gin_files) + common_files
-                    + size_files,
-                    gin_bindings=user + (f"evaluate.feature_lengths = {_gin_value(lengths)}",)
-                    + exp.eval_bindings, root_dir=root))
-          tchain.append(eval_id)
+          # The model's files: the target's own, or those of the target it borrows from.
+          model_files = _model_files(target if stages else _borrowed_model(target))
+          if stages and model_files:
+            # A dual encoder embeds queries and candidates alike at the `inputs` length: as long
+            # as the longer of the two it was trained with.
+            lengths = dict(lengths, inputs=max(lengths.values()))
+
+          def evaluate(eval_id, source_chain, files, bindings=()):
+            source = phases[source_chain[-1]]
+            add(Phase(eval_id, "evaluate", size, inter, target, seed, source.model_dir,
+                      eval_tasks=tuple(f"{target}.{lang}" for lang in languages),
+                      steps=source.steps, batch_size=target_batch,
+                      feature_lengths=tuple(sorted(lengths.items())),
+                      depends_on=(source.phase_id,),
+                      gin_files=(model_file,) + tuple(exp.eval_gin_files) + files
+                      + common_files + size_files,
+                      gin_bindings=user + (f"evaluate.feature_lengths = {_gin_value(lengths)}",)
+                      + tuple(bindings) + exp.eval_bindings, root_dir=root))
+            return list(source_chain) + [eval_id]
+
+          tchain = evaluate(os.path.join(base, target, "evaluate"), tchain, model_files)
           runs.append(Run(run_id(exp.name, size, inter, target, seed), exp.name, size, inter,
                           target, seed, languages, stages, tuple(tchain)))
+          beside = BESIDE.get(target)
+          if beside in trained:  # e.g. Tatoeba with the LAReQA dual encoder, beside its own
+            stage_name = BESIDE_STAGE.format(source=beside)
+            bchain = evaluate(os.path.join(base, target, f"evaluate-{beside}"), trained[beside],
+                              _model_files(beside), ("evaluate.embedding_layer = 'final'",))
+            runs.append(Run(run_id(exp.name, size, inter, f"{target}-{beside}", seed), exp.name,
+                            size, inter, target, seed, languages, (), tuple(bchain),
+                            result_stage=stage_name))
   return Plan(exp, root, db, state, tuple(runs), tuple(phases.values()))
 

@@ -114,7 +114,8 @@ def _rows_for_run(plan: exp_lib.Plan, run: exp_lib.Run, store: state_lib.StateSt
   started = min(starts + [eval_row["started_at"]])
   common = dict(
       run_id=run.run_id, experiment=run.experiment, size=run.size, n_params=outcome.n_params,
-      intermediate=run.intermediate, target_task=run.target, stage=STAGE, seed=run.seed,
+      intermediate=run.intermediate, target_task=run.target, stage=run.result_stage,
+      seed=run.seed,
       checkpoint=outcome.checkpoint, step=outcome.step,
       gin_sha256=provenance.chain_hash(gin_pairs),
       data_version=provenance.chain_hash(data_pairs),
@@ -126,7 +127,9 @@ def _rows_for_run(plan: exp_lib.Plan, run: exp_lib.Run, store: state_lib.StateSt
     for metric, value in sorted(outcome.metrics[task].items()):
       rows.append(dict(common, language=info["language"], split=info["split"], metric=metric,
                        value=value,
-                       task_score=metrics_lib.is_task_score_metric(run.target, metric)))
+                       # a score beside the target's own enters no average
+                       task_score=run.result_stage == STAGE
+                       and metrics_lib.is_task_score_metric(run.target, metric)))
   return rows
 
 

@@ -148,7 +148,9 @@ def _evaluate(phase: Phase, sha: str) -> Outcome:
     ti = registry.task_info(task)
     info[task] = {"language": ti.language, "split": bound_split or ti.eval_split or "",
                   "target": ti.target or ""}
-  n_params = count_params(trainer.build_model(vocabulary))
+  # The mT5 size's parameters (the results' n_params), also for a dual encoder's rows, which
+  # use its encoder only: one value per size for the analysis.
+  n_params = count_params(trainer.build_model(vocabulary, kind="encoder_decoder"))
   return Outcome(checkpoint=phase.final_checkpoint, step=phase.steps, config_sha256=sha,
                  data_version=data_report.data_version(), metrics=metrics, task_info=info,
                  n_params=n_params)

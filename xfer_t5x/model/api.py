@@ -12,36 +12,21 @@ import jax
 import jax.numpy as jnp
 
 from xfer_t5x.model import losses
+from xfer_t5x.runtime import flops
 from xfer_t5x.model.config import T5Config
 from xfer_t5x.model.network import Transformer
 
 Batch = Mapping[str, jnp.ndarray]
 
 
-@gin.configurable
-class EncoderDecoderModel:
-  """T5X's EncoderDecoderModel, reduced to what this library needs."""
+class ModelParams:
+  """What every model here shares: float32 parameters carrying T5X's logical axis names,
+  initialised from `init_boxed(rng)` (the subclass's), their shapes traced once."""
 
-  def __init__(self, config: T5Config, z_loss: float = 1e-4, label_smoothing: float = 0.0,
-               loss_normalizing_factor=None):
-    if config.vocab_size is None:
-      raise ValueError("EncoderDecoderModel needs config.vocab_size (config.with_vocab(n))")
-    self.config = config
-    self.module = Transformer(config)
-    self.z_loss = z_loss
-    self.label_smoothing = label_smoothing
-    self.loss_normalizing_factor = loss_normalizing_factor
-    self._abstract_boxed = None  # the parameters' shapes and axes, traced once
+  _abstract_boxed = None
 
-  # --- parameters -------------------------------------------------------------------------
-  def _dummy(self, batch_size=1, inputs_len=8, targets_len=8):
-    return (jnp.ones((batch_size, inputs_len), jnp.int32),
-            jnp.ones((batch_size, targets_len), jnp.int32),
-            jnp.ones((batch_size, targets_len), jnp.int32))
-
-  def init_boxed(self, rng):
-    """Parameters as Flax `LogicallyPartitioned` boxes (use under jit with out_shardings)."""
-    return self.module.init({"params": rng, "dropout": rng}, *self._dummy())["params"]
+  def init_boxed(self, rng):  # pragma: no cover - every model defines it
+    raise NotImplementedError
 
   def init(self, rng):
     """Plain float32 parameters."""
@@ -59,6 +44,36 @@ class EncoderDecoderModel:
   def logical_axes(self):
     """PartitionSpecs of logical axis names, one per parameter."""
     return nn.get_partition_spec(self._abstract())
+
+
+@gin.configurable
+class EncoderDecoderModel(ModelParams):
+  """T5X's EncoderDecoderModel, reduced to what this library needs."""
+
+  supports_packing = True  # SeqIO's packed encoder-decoder features
+
+  def __init__(self, config: T5Config, z_loss: float = 1e-4, label_smoothing: float = 0.0,
+               loss_normalizing_factor=None):
+    if config.vocab_size is None:
+      raise ValueError("EncoderDecoderModel needs config.vocab_size (config.with_vocab(n))")
+    self.config = config
+    self.module = Transformer(config)
+    self.z_loss = z_loss
+    self.label_smoothing = label_smoothing
+    self.loss_normalizing_factor = loss_normalizing_factor
+
+  # --- parameters -------------------------------------------------------------------------
+  def _dummy(self, batch_size=1, inputs_len=8, targets_len=8):
+    return (jnp.ones((batch_size, inputs_len), jnp.int32),
+            jnp.ones((batch_size, targets_len), jnp.int32),
+            jnp.ones((batch_size, targets_len), jnp.int32))
+
+  def init_boxed(self, rng):
+    """Parameters as Flax `LogicallyPartitioned` boxes (use under jit with out_shardings)."""
+    return self.module.init({"params": rng, "dropout": rng}, *self._dummy())["params"]
+
+  def train_step_flops(self, batch_size, inputs_length, targets_length) -> float:
+    return flops.train_step_flops(self.config, batch_size, inputs_length, targets_length)
 
   # --- training ---------------------------------------------------------------------------
   def logits(self, params, batch: Batch, dropout_rng=None):

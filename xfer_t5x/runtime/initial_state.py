@@ -67,14 +67,17 @@ def optimizer_state(path: str, model, optimizer, partitioner):
   return step, opt_state, "T5X's Adafactor state"
 
 
-def from_checkpoint(path: str, mode: str, model, optimizer, partitioner):
-  """(TrainState sharded on the partitioner's mesh, a line for the log)."""
+def from_checkpoint(path: str, mode: str, model, optimizer, partitioner, seed: int = 0):
+  """(TrainState sharded on the partitioner's mesh, a line for the log). `seed` initialises
+  what the checkpoint lacks (a dual encoder's projection)."""
   from xfer_t5x import interop  # pylint: disable=g-import-not-at-top
   if mode not in INITIAL_STATES:
     raise InitialStateError(f"train.initial_state={mode!r}: choose one of {INITIAL_STATES} "
                             "('train_state' continues the checkpoint's optimizer and step, as "
                             "T5X fine-tunes; 'params' starts a fresh optimizer at step 0)")
   shardings = ts.state_shardings(model, optimizer, partitioner)
+  if getattr(model, "is_dual_encoder", False):
+    return _dual_encoder_state(path, mode, model, optimizer, partitioner, shardings, seed)
   if mode == "params":
     params = interop.load_pretrained(path, model.config, shardings.params)
     return (ts.state_from_params(params, model, optimizer, partitioner),
@@ -87,3 +90,27 @@ def from_checkpoint(path: str, mode: str, model, optimizer, partitioner):
   return (ts.TrainState(step_array, params, opt_state),
           f"initialised from {path}: its parameters, {what} and step {step} (the data position "
           "is not restored)")
+
+
+def _dual_encoder_state(path, mode, model, optimizer, partitioner, shardings, seed):
+  """A dual encoder starts from an encoder-decoder checkpoint of any phase: its token embedding
+  and encoder (the decoder is read and dropped: the interop reads whole trees), the projection
+  and temperature fresh, a fresh optimizer at step 0."""
+  from xfer_t5x import interop  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.model.api import EncoderDecoderModel  # pylint: disable=g-import-not-at-top
+  if mode != "params":
+    raise InitialStateError(
+        f"train.initial_state={mode!r}: a dual encoder keeps only the encoder of {path} and "
+        "has its own optimizer state, so it starts with a fresh optimizer at step 0: use "
+        "--gin.INITIAL_STATE=params (gin/models/dual_encoder.gin binds it when given after "
+        "the run file)")
+  encoder_decoder = EncoderDecoderModel(model.config)
+  full = interop.load_pretrained(path, model.config, partitioner.shardings(
+      encoder_decoder.logical_axes(), encoder_decoder.abstract_params()))
+  with partitioner.activate():
+    params = model.params_from_encoder_decoder(full, jax.random.PRNGKey(seed),
+                                               shardings.params)
+  del full
+  return (ts.state_from_params(params, model, optimizer, partitioner),
+          f"initialised the dual encoder from {path}: its token embedding and encoder (the "
+          "decoder dropped), a fresh projection and temperature, a fresh optimizer, step 0")

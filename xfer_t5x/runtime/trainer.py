@@ -22,7 +22,6 @@ from xfer_t5x.model.config import T5Config
 from xfer_t5x.runtime import checkpoints as ckpt_lib
 from xfer_t5x.runtime import data as data_lib
 from xfer_t5x.runtime import distributed
-from xfer_t5x.runtime import flops as flops_lib
 from xfer_t5x.runtime import gin_utils
 from xfer_t5x.runtime import model_dir as model_dir_lib
 from xfer_t5x.runtime import model_info
@@ -43,10 +42,23 @@ class TrainResult:
   preempted: bool = False
 
 
-def build_model(vocabulary, model_config: Optional[T5Config] = None) -> EncoderDecoderModel:
-  """The gin-bound architecture with the vocabulary's size."""
+MODEL_KINDS = ("encoder_decoder", "dual_encoder")
+
+
+@gin.configurable
+def build_model(vocabulary, model_config: Optional[T5Config] = None,
+                kind: str = "encoder_decoder"):
+  """The gin-bound architecture with the vocabulary's size: mT5's encoder-decoder, or its
+  encoder as a dual encoder (`build_model.kind = "dual_encoder"`, gin/models/dual_encoder.gin)."""
   config = (model_config or T5Config()).with_vocab(vocabulary.vocab_size)
-  return EncoderDecoderModel(config)
+  if kind == "encoder_decoder":
+    return EncoderDecoderModel(config)
+  if kind == "dual_encoder":
+    from xfer_t5x.model.dual_encoder import DualEncoderModel  # pylint: disable=g-import-not-at-top
+    return DualEncoderModel(config)
+  raise gin_utils.BindingValueError(
+      f"build_model.kind={kind!r}: choose one of {MODEL_KINDS} (a dual encoder: --gin_file "
+      "models/dual_encoder.gin after the run file)")
 
 
 def _summarize(sums: Mapping[str, float], elapsed: float, steps: int, batch_tokens,
@@ -167,6 +179,10 @@ def train(model_dir: str = gin.REQUIRED,
     registry.check_vocabulary([mixture_or_task_name] + eval_tasks, vocabulary)
     partitioner = partitioner or make_partitioner()
     model = build_model(vocabulary, model_config)
+    if pack and not model.supports_packing:
+      raise gin_utils.BindingValueError(
+          f"train.pack=True, but {type(model).__name__} takes one example per row: bind "
+          "train.pack = False (gin/models/dual_encoder.gin does)")
     optimizer = Adafactor(model.logical_axes())
     gin_text = gin_utils.operative_config_text()
 
@@ -182,7 +198,7 @@ def train(model_dir: str = gin.REQUIRED,
     elif initial_checkpoint:
       from xfer_t5x.runtime import initial_state as initial_lib  # pylint: disable=g-import-not-at-top
       state, message = initial_lib.from_checkpoint(initial_checkpoint, initial_state, model,
-                                                   optimizer, partitioner)
+                                                   optimizer, partitioner, seed=seed)
       if int(state.step) >= train_steps:
         raise initial_lib.InitialStateError(
             f"train.train_steps={train_steps} is not beyond the step {int(state.step)} that "
@@ -221,7 +237,7 @@ def train(model_dir: str = gin.REQUIRED,
                               dropout_seed=seed, use_dropout=use_dropout)
     in_len = task_feature_lengths["inputs"]
     tgt_len = task_feature_lengths["targets"]
-    flops_per_step = flops_lib.train_step_flops(model.config, batch_size, in_len, tgt_len)
+    flops_per_step = model.train_step_flops(batch_size, in_len, tgt_len)
     peak_flops = (peak_flops_per_device or peak.device_peak_flops()) * jax.device_count()
     writer = MetricsWriter(f"{model_dir}/train", train_steps)
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
