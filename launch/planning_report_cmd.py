@@ -170,7 +170,8 @@ def _bill_lines(b):
   for r in b["sizes"]:
     for s in r["phases_by_shape"]:
       if "step_seconds" in s:
-        lines.append(f"- {r['size']}: batch {s['batch_size']}, {s['inputs_length']}/"
+        dual = " (dual encoder)" if s.get("model") == "dual_encoder" else ""
+        lines.append(f"- {r['size']}{dual}: batch {s['batch_size']}, {s['inputs_length']}/"
                      f"{s['targets_length']}: {s['phases']} phases, {s['steps']:,} steps at "
                      f"{s['step_seconds']:.3f} s ({s['step_from']})")
   return lines

@@ -5,7 +5,7 @@ target stage) runs `steps` steps at its batch and lengths on its size's slice: t
 of the planning report whose plan file is the size's `experiment.size_gin_files` entry. A phase
 whose batch and lengths were compiled takes that compile's step time; any other takes the step
 time of the size's first compiled configuration scaled by the analytic FLOPs of its step (the
-same achieved FLOP/s). Evaluations (decoding every language) are not counted. Wall-clock days
+same achieved FLOP/s); a dual encoder's phases (LAReQA, Mewsli-X) by a dual encoder's FLOPs. Evaluations (decoding every language) are not counted. Wall-clock days
 are for one slice per size running its phases one after another, as `grid run` does.
 """
 import collections
@@ -15,7 +15,19 @@ from xfer_t5x.model.config import T5Config
 from xfer_t5x.runtime import flops as flops_lib
 
 
-def _step_flops(model: Dict[str, Any], batch: int, inputs: int, targets: int) -> float:
+ENCODER_DECODER, DUAL_ENCODER = "encoder_decoder", "dual_encoder"
+
+
+def _kind(phase) -> str:
+  """The model a training phase trains (the retrieval targets': a dual encoder)."""
+  from xfer_t5x.experiments import experiment  # pylint: disable=g-import-not-at-top
+  return DUAL_ENCODER if experiment.DUAL_ENCODER_FILE in phase.gin_files else ENCODER_DECODER
+
+
+def _step_flops(model: Dict[str, Any], kind: str, batch: int, inputs: int,
+                targets: int) -> float:
+  if kind == DUAL_ENCODER:
+    return flops_lib.dual_encoder_train_step_flops(T5Config(**model), batch, inputs, targets)
   return flops_lib.train_step_flops(T5Config(**model), batch, inputs, targets)
 
 
@@ -33,14 +45,14 @@ def bill(plan, entries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     counts, steps = collections.Counter(), collections.Counter()
     for p in phases:
       lengths = dict(p.feature_lengths)
-      shape = (p.batch_size, lengths["inputs"], lengths["targets"])
+      shape = (_kind(p), p.batch_size, lengths["inputs"], lengths["targets"])
       counts[shape] += 1
       steps[shape] += p.steps
     row: Dict[str, Any] = {
         "size": size, "training_phases": len(phases), "steps": sum(steps.values()),
-        "phases_by_shape": [{"batch_size": b, "inputs_length": i, "targets_length": t,
-                             "phases": n, "steps": steps[(b, i, t)]}
-                            for (b, i, t), n in sorted(counts.items())]}
+        "phases_by_shape": [{"model": m, "batch_size": b, "inputs_length": i,
+                             "targets_length": t, "phases": n, "steps": steps[(m, b, i, t)]}
+                            for (m, b, i, t), n in sorted(counts.items())]}
     candidates = _planned(entries, exp.files_for(size))
     usable = [e for e in candidates if e.get("step_seconds")]
     if not usable:
@@ -51,10 +63,12 @@ def bill(plan, entries: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
       sizes.append(row)
       continue
     ref = usable[0]
-    exact = {(e["batch_size"], e["inputs_length"], e["targets_length"]): e for e in usable}
+    exact = {(ENCODER_DECODER, e["batch_size"], e["inputs_length"], e["targets_length"]): e
+             for e in usable}  # the report compiles the encoder-decoder
     seconds = 0.0
     for shape_row in row["phases_by_shape"]:
-      key = (shape_row["batch_size"], shape_row["inputs_length"], shape_row["targets_length"])
+      key = (shape_row["model"], shape_row["batch_size"], shape_row["inputs_length"],
+             shape_row["targets_length"])
       if key in exact:
         step, how = exact[key]["step_seconds"], f"compiled ({exact[key]['name']})"
       else:

@@ -143,11 +143,15 @@ def test_study_experiment_file_expands():
   assert [s for s, _ in exp.sizes] == ["base", "large", "xl", "xxl"]
   assert len(exp.intermediates) == 11 and exp.intermediates[:2] == ("none", "mlm")
   targets = [t for t, _ in exp.targets]
-  assert "lareqa" not in targets and "mewslix" not in targets and "tatoeba" in targets
+  assert {"lareqa", "mewslix", "tatoeba"} <= set(targets) and len(targets) == 10
   kinds = [p.kind for p in plan.phases]
-  assert len(plan.runs) == 4 * 11 * 8 * 3
+  assert len(plan.runs) == 4 * 11 * 10 * 3 + 4 * 11 * 3  # + Tatoeba with the LAReQA encoder
   assert kinds.count("intermediate") == 4 * 10 * 3
-  assert kinds.count("target") == 4 * 11 * 3 * 8  # seven targets, xcopa with two stages
+  assert kinds.count("target") == 4 * 11 * 3 * 10  # nine trained targets, xcopa with two stages
+  lareqa = plan.phase("xtreme_r/xxl/seed2/squad_v2/lareqa/1-lareqa_train")
+  assert dict(lareqa.feature_lengths) == {"inputs": 128, "targets": 512}
+  assert exp_lib.DUAL_ENCODER_FILE in lareqa.gin_files
+  assert lareqa.gin_files[-1] == "plans/mt5_xxl_v5p64.gin"  # the size's plan file still last
   mlm = plan.phase("xtreme_r/base/seed0/mlm/intermediate")
   assert mlm.task == "mlm" and dict(mlm.feature_lengths) == {"inputs": 1024, "targets": 229}
   assert kinds.count("evaluate") == len(plan.runs)
@@ -195,6 +199,15 @@ def test_feature_lengths_lookup_order():
   assert exp.lengths_for("xnli_train", "xnli") == {"inputs": 9, "targets": 3}
   assert exp.lengths_for("xquad_train", "xquad") == {"inputs": 11, "targets": 5}
   assert exp.lengths_for("mnli") == exp_lib.DEFAULT_FEATURE_LENGTHS
+  # A dual encoder's pairs keep their own lengths under a bound default; bound by name they win.
+  pairs = exp_lib.experiment(name="x", sizes={"t": "models/mt5_tiny.gin"}, targets=["lareqa"],
+                             feature_lengths={"default": {"inputs": 7, "targets": 7}})
+  assert pairs.lengths_for("lareqa_train", "lareqa") == {"inputs": 128, "targets": 512}
+  assert pairs.lengths_for("lareqa") == {"inputs": 7, "targets": 7}
+  assert exp_lib.experiment(
+      name="x", sizes={"t": "models/mt5_tiny.gin"}, targets=["lareqa"],
+      feature_lengths={"lareqa_train": {"inputs": 5, "targets": 6}}).lengths_for(
+          "lareqa_train", "lareqa") == {"inputs": 5, "targets": 6}
   bare = exp_lib.experiment(name="x", sizes={"t": "models/mt5_tiny.gin"}, targets=["udpos"])
   assert bare.lengths_for("udpos_train", "udpos") == {"inputs": 1024, "targets": 512}
 

@@ -106,17 +106,19 @@ class Experiment:
     return dict(self.stage_steps).get(stage_task, self.target_steps)
 
   def lengths_for(self, *names: str) -> Dict[str, int]:
-    """Feature lengths of the first of `names` bound in feature_lengths, else the bound
-    `default`, else a training stage's own family (catalog.STAGE_FAMILIES: the dual encoder's
-    pairs), else the target family's (catalog.SEQUENCE_LENGTHS), else
+    """Feature lengths of the first of `names` bound in feature_lengths, else a training
+    stage's own family (catalog.STAGE_FAMILIES: the dual encoder's query/candidate pairs), else
+    the bound `default`, else the target family's (catalog.SEQUENCE_LENGTHS), else
     DEFAULT_FEATURE_LENGTHS."""
     bound = {k: dict(v) for k, v in self.feature_lengths}
-    for n in list(names) + ["default"]:
+    for n in names:
       if n in bound:
         return bound[n]
     for n in names:
       if n in catalog.STAGE_FAMILIES:  # a dual encoder's pairs, not its target's eval lengths
         return dict(catalog.SEQUENCE_LENGTHS[catalog.STAGE_FAMILIES[n]])
+    if "default" in bound:
+      return bound["default"]
     for n in names:
       if n in catalog.TARGET_SPECS:
         return dict(catalog.SEQUENCE_LENGTHS[catalog.TARGET_SPECS[n].family])
