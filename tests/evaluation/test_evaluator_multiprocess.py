@@ -1,5 +1,6 @@
 """Tier 3: evaluation across two processes joined by jax.distributed (4 fake CPU devices each,
-one (4, 2) mesh over both) gives the predictions and metrics of one 8-device process; every
+one (4, 2) mesh over both) gives the predictions and metrics of one 8-device process (decoding,
+and retrieval with the pool split over both processes' devices); every
 process computes the metrics, only process 0 writes files.
 
 The test runs this file as a script: `num_processes process_id port model_dir spm data out`.
@@ -13,6 +14,8 @@ import sys
 import pytest
 
 LANGS = ["en", "de", "es", "sw", "zh"]
+# Retrieval too: each pool embedded straight onto the (4, 2) mesh that spans both processes.
+RETRIEVAL = ["tatoeba.de", "tatoeba.zh"]
 STEP = 30  # the trained model's latest checkpoint (conftest.STEPS)
 TINY = dict(emb_dim=64, num_heads=4, head_dim=16, mlp_dim=128, num_encoder_layers=2,
             num_decoder_layers=2, dtype="float32", dropout_rate=0.0)
@@ -36,7 +39,7 @@ def _worker(num_processes, process_id, port, model_dir, spm, data, out):
   voc = vocab.build_local_vocabulary([], spm)  # exists: reused as is
   study.register_tasks(voc, data_dir=data, languages={"xnli": LANGS, "panx": LANGS})
   model = EncoderDecoderModel(T5Config(**TINY).with_vocab(voc.vocab_size))
-  metrics = evaluate(model_dir, ["xnli_zeroshot"], model=model,
+  metrics = evaluate(model_dir, ["xnli_zeroshot"] + RETRIEVAL, model=model,
                      partitioner=Partitioner(make_mesh(4, 2)), batch_size=8)
   with open(os.path.join(out, f"metrics_{num_processes}_{process_id}.json"), "w") as f:
     json.dump(metrics, f)
@@ -64,8 +67,14 @@ def test_two_processes_evaluate_like_one(tmp_path, trained_model):
     assert p.returncode == 0, out[-5000:]
   read = lambda name: json.loads((tmp_path / name).read_text())
   single, p0, p1 = read("metrics_1_0.json"), read("metrics_2_0.json"), read("metrics_2_1.json")
-  assert sorted(single) == [f"xnli.{lang}" for lang in sorted(LANGS)]
+  assert sorted(single) == sorted([f"xnli.{lang}" for lang in LANGS] + RETRIEVAL)
   assert p0 == p1 == single
+  for name in RETRIEVAL:
+    lines = {n: (d / "inference_eval" / f"{name}-{STEP}.jsonl").read_text().splitlines()
+             for n, d in dirs.items()}
+    got = [json.loads(x) for x in lines[2]]
+    want = [json.loads(x) for x in lines[1]]
+    assert len(want) == 8 and [r["prediction"] for r in got] == [r["prediction"] for r in want]
   for lang in LANGS:
     name = f"xnli.{lang}-{STEP}.jsonl"
     lines = {n: (d / "inference_eval" / name).read_text().splitlines() for n, d in dirs.items()}

@@ -3,7 +3,8 @@
 The test runs this file as a script in a subprocess with 8 fake CPU devices: meshes (4, 2) and
 (1, 1), a pool that fits in no single block (and does not divide into the devices' blocks), query
 blocks with a ragged last one, and embeddings whose similarities tie exactly (0/1 vectors with
-the same number of ones: every cosine is an exact multiple of 1/4).
+the same number of ones: every cosine is an exact multiple of 1/4); and a pool a tiny model
+embeds straight onto the mesh (never whole on the host) against its host embeddings.
 """
 import json
 import os
@@ -53,8 +54,46 @@ def _worker(out_path):
       out[f"{name}{shape}"] = {"idx": idx.tolist(), "vals": vals.tolist(),
                                "jax_idx": np.asarray(full_i).tolist(),
                                "jax_vals": np.asarray(full_v).tolist()}
+  out.update(_embedded_pool())
   with open(out_path, "w") as f:
     json.dump(out, f)
+
+
+def _embedded_pool():
+  """A pool embedded by a tiny model straight onto the mesh (MeshRunner.embed_pool) against
+  the host embeddings of `embed`, on (4, 2) and (1, 1)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.evaluation.runner import MeshRunner  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.model.api import EncoderDecoderModel  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.model.config import T5Config  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime.partitioning import Partitioner, make_mesh  # pylint: disable=g-import-not-at-top
+  model = EncoderDecoderModel(T5Config(vocab_size=128, emb_dim=32, num_heads=2, head_dim=16,
+                                       mlp_dim=64, num_encoder_layers=2, num_decoder_layers=1,
+                                       dtype="float32", dropout_rate=0.0))
+  params = jax.jit(model.init)(jax.random.PRNGKey(0))
+  rng = np.random.default_rng(1)
+  tokens = rng.integers(2, 128, (101, 12)).astype(np.int32)
+  tokens[::7, 5:] = 0
+  queries = rng.integers(2, 128, (9, 12)).astype(np.int32)
+  out = {}
+  for shape in ((4, 2), (1, 1)):
+    part = Partitioner(make_mesh(shape[0], shape[1], devices=jax.devices()[:shape[0] * shape[1]]))
+    runner = MeshRunner(model, params, part, batch_size=16)
+    pool = runner.embed_pool(tokens, None, block_size=8)
+    host = runner.embed(tokens)
+    q = runner.embed(queries)
+    on_mesh = runner.top_k(q, pool, 10)
+    from_host = runner.top_k(q, host, 10)
+    out[f"pool{shape}"] = {
+        "rows": list(pool.array.shape), "n": pool.n,
+        "devices": len(pool.array.sharding.device_set),
+        "shard_rows": sorted({s.data.shape[0] for s in pool.array.addressable_shards}),
+        "max_diff": float(np.abs(np.asarray(pool.array)[:101] - host / np.linalg.norm(
+            host, axis=1, keepdims=True)).max()),
+        "padding_zero": bool(np.all(np.asarray(pool.array)[101:] == 0)),
+        "same_idx": bool(np.array_equal(on_mesh[0], from_host[0])),
+        "vals_diff": float(np.abs(on_mesh[1] - from_host[1]).max())}
+  return out
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +135,13 @@ def test_blocked_search_equals_brute_force_on_random_embeddings(searched):
 
 if __name__ == "__main__":
   _worker(sys.argv[1])
+
+
+def test_a_pool_embedded_onto_the_mesh_is_the_host_pool_split_over_every_device(searched):
+  for shape, devices in (("(4, 2)", 8), ("(1, 1)", 1)):
+    got = searched[f"pool{shape}"]
+    assert got["n"] == 101 and got["devices"] == devices, got
+    rows = got["rows"][0]
+    assert rows >= 101 and rows % devices == 0 and got["shard_rows"] == [rows // devices]
+    assert got["max_diff"] < 1e-5 and got["padding_zero"], got
+    assert got["same_idx"] and got["vals_diff"] < 1e-5, got

@@ -53,7 +53,8 @@ def embed_examples(runner: MeshRunner, examples, layer: Optional[int]) -> np.nda
 
 
 class CandidatePools:
-  """Embedded candidate pools, keyed by (pool task, split, layer, feature lengths)."""
+  """Embedded candidate pools (search.ShardedPool, on the mesh), keyed by (pool task, split,
+  layer, feature lengths)."""
 
   def __init__(self):
     self._pools: Dict[Tuple, Tuple[list, np.ndarray]] = {}
@@ -72,7 +73,10 @@ class CandidatePools:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"candidate pool {pool} has the id {dup!r} more than once; ids must be "
                          "unique within a pool")
-      self._pools[key] = (ids, embed_examples(runner, rows, layer))
+      length = batching.bucket_length([ex["inputs"] for ex in rows], INPUT_BUCKET)
+      tokens = batching.pad_tokens([ex["inputs"] for ex in rows], length)
+      # Left on the mesh, split over its devices: no host holds the pool's embeddings whole.
+      self._pools[key] = (ids, runner.embed_pool(tokens, layer))
     return self._pools[key]
 
 

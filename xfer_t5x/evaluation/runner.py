@@ -99,12 +99,44 @@ class MeshRunner:
     key = ("embed", output_layer)
     return self._run(self._jit(key, fn), {"encoder_input_tokens": tokens})
 
-  def top_k(self, queries: np.ndarray, candidates: np.ndarray,
+  def embed_pool(self, tokens: np.ndarray, output_layer: Optional[int] = None,
+                 block_size: int = search.DEFAULT_BLOCK) -> search.ShardedPool:
+    """Unit-length embeddings of a candidate pool, left on the mesh with the rows split over
+    every device (search.ShardedPool): batches go through the mesh as `embed`'s do, and their
+    outputs are laid out device to device, never gathered onto a host."""
+    n = int(tokens.shape[0])
+    if n == 0:
+      raise ValueError("embed_pool: an empty candidate pool")
+    mesh = self.partitioner.mesh
+    block, n_blocks, rows = search.ShardedPool.layout(n, mesh, block_size)
+    key = ("embed_pool", output_layer)
+    if key not in self._fns:
+      jitted = jax.jit(
+          lambda batch, params: search.unit_rows(self.model.embed_batch(
+              params, batch["encoder_input_tokens"], output_layer)),
+          in_shardings=(self.partitioner.batch_sharding(), self.param_shardings),
+          out_shardings=search.row_sharding(mesh))
+      self._fns[key] = jitted
+    embed = self._fns[key]
+    pieces = []
+    with self.partitioner.activate():
+      for start in range(0, n, self.batch_size):
+        chunk = np.asarray(tokens[start:start + self.batch_size])
+        if len(chunk) < self.batch_size:  # zero rows: embeddings past n, never returned
+          chunk = np.concatenate([chunk, np.zeros((self.batch_size - len(chunk),)
+                                                  + chunk.shape[1:], chunk.dtype)])
+        pieces.append(embed(batching.to_mesh({"encoder_input_tokens": chunk},
+                                             self.partitioner), self.params))
+      array = search.assemble_rows(pieces, rows, mesh)
+    return search.ShardedPool(array, n, block, n_blocks)
+
+  def top_k(self, queries: np.ndarray, candidates,
             k: int) -> Tuple[np.ndarray, np.ndarray]:
     """Cosine nearest neighbours: (indices `[n, k]` into candidates, best first; similarities).
 
-    Exact, with the candidate pool sharded over every device of the mesh and scored in blocks
-    (`search.top_k`): no device holds more than a [query block x candidate block] matrix."""
+    Exact, with the candidate pool (host embeddings, or `embed_pool`'s) sharded over every
+    device of the mesh and scored in blocks (`search.top_k`): no device holds more than a
+    [query block x candidate block] matrix."""
     return search.top_k(queries, candidates, k, self.partitioner.mesh)
 
 

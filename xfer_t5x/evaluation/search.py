@@ -4,12 +4,15 @@ The pool (Mewsli-X's is about a million candidates) is split by rows over every 
 mesh; each device scores its share one block of `block_size` candidates at a time, keeping a
 running top-k per query, so no device ever holds more than a [queries x block] similarity
 matrix and no host a [queries x pool] one. The devices' top-k lists are then gathered and merged.
-Queries go through in blocks of `query_block` rows, replicated on the mesh.
+Queries go through in blocks of `query_block` rows, replicated on the mesh. The pool comes as host
+embeddings, or as a `ShardedPool` embedded straight into that layout (MeshRunner.embed_pool), so
+that no host ever holds it whole (Mewsli-X at mT5-xxl's width: about 16 GB).
 
 Ties are broken as `jax.lax.top_k` over the whole row breaks them (the lower candidate index
 first): every list is kept sorted by (similarity descending, index ascending), and lists are
 always merged in candidate-index order, so equal similarities keep the lower index in front.
 """
+import dataclasses
 import functools
 from typing import Tuple
 
@@ -69,29 +72,82 @@ def _put(array: np.ndarray, sharding) -> jax.Array:
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
-def top_k(queries: np.ndarray, pool: np.ndarray, k: int, mesh,
+def unit_rows(x):
+  """Rows scaled to unit length (jnp; zero rows stay zero)."""
+  x = x.astype(jnp.float32)
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+@functools.lru_cache(maxsize=16)
+def _assembler(mesh, n_pieces: int, rows: int):
+  def assemble(pieces):
+    out = jnp.concatenate(pieces, axis=0)
+    if out.shape[0] >= rows:
+      return out[:rows]
+    return jnp.concatenate([out, jnp.zeros((rows - out.shape[0], out.shape[1]), out.dtype)])
+  return jax.jit(assemble, out_shardings=row_sharding(mesh))
+
+
+def assemble_rows(pieces, rows: int, mesh) -> jax.Array:
+  """Row-sharded pieces (e.g. embedded batches) as one `[rows, d]` array, rows split over every
+  device: cut or zero-padded to `rows`, moved device to device."""
+  return _assembler(mesh, len(pieces), int(rows))(list(pieces))
+
+
+def row_sharding(mesh) -> NamedSharding:
+  """Rows split over every device of the mesh (the pool's layout)."""
+  return NamedSharding(mesh, P(tuple(mesh.axis_names)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardedPool:
+  """Unit-length candidate embeddings on the mesh: `array` `[devices * n_blocks * block, d]`,
+  rows split over every device, rows from `n` on zero (padding, never returned)."""
+  array: jax.Array
+  n: int
+  block: int
+  n_blocks: int
+
+  @staticmethod
+  def layout(n: int, mesh, block_size: int = DEFAULT_BLOCK) -> Tuple[int, int, int]:
+    """(block, n_blocks, padded rows) of a pool of n candidates on `mesh`."""
+    devices = int(np.prod(list(mesh.shape.values())))
+    per_device = -(-n // devices)
+    block = int(min(block_size, max(per_device, 1)))
+    n_blocks = -(-per_device // block)
+    return block, n_blocks, devices * n_blocks * block
+
+  @classmethod
+  def from_host(cls, pool: np.ndarray, mesh, block_size: int = DEFAULT_BLOCK) -> "ShardedPool":
+    """From embeddings every host holds (normalised here)."""
+    pool = _normalise(pool)
+    n, d = pool.shape
+    block, n_blocks, rows = cls.layout(n, mesh, block_size)
+    padded = np.zeros((rows, d), np.float32)
+    padded[:n] = pool
+    return cls(_put(padded, row_sharding(mesh)), n, block, n_blocks)
+
+
+def top_k(queries: np.ndarray, pool, k: int, mesh,
           block_size: int = DEFAULT_BLOCK, query_block: int = DEFAULT_QUERY_BLOCK
           ) -> Tuple[np.ndarray, np.ndarray]:
-  """(indices `[n, k]` into `pool`, best first; cosine similarities `[n, k]`) for each query,
-  the pool sharded over all of `mesh`'s devices and scored in blocks."""
-  queries, pool = _normalise(queries), _normalise(pool)
-  n, d = pool.shape
-  k = int(min(k, n))
-  devices = int(np.prod(list(mesh.shape.values())))
-  per_device = -(-n // devices)
-  block = int(min(block_size, max(per_device, 1)))
-  n_blocks = -(-per_device // block)
-  padded = np.zeros((devices * n_blocks * block, d), np.float32)
-  padded[:n] = pool
-  shard = _put(padded, NamedSharding(mesh, P(tuple(mesh.axis_names))))
-  search = _searcher(mesh, k, block, n_blocks, n)
+  """(indices `[n, k]` into the pool, best first; cosine similarities `[n, k]`) for each query.
+
+  `pool`: a `ShardedPool` already on the mesh (no host holds it whole), or host embeddings
+  `[n, d]`, then sharded over all of `mesh`'s devices here; scored in blocks either way."""
+  if not isinstance(pool, ShardedPool):
+    pool = ShardedPool.from_host(pool, mesh, block_size)
+  queries = _normalise(queries)
+  d = pool.array.shape[-1]
+  k = int(min(k, pool.n))
+  search = _searcher(mesh, k, pool.block, pool.n_blocks, pool.n)
   out_i, out_v = [], []
   for start in range(0, len(queries), query_block):
     q = queries[start:start + query_block]
     rows = len(q)
     if rows < query_block and len(queries) > query_block:  # one compiled shape for all blocks
       q = np.concatenate([q, np.zeros((query_block - rows, d), np.float32)])
-    idx, vals = search(_put(q, NamedSharding(mesh, P())), shard)
+    idx, vals = search(_put(q, NamedSharding(mesh, P())), pool.array)
     out_i.append(batching.fetch(idx)[:rows])
     out_v.append(batching.fetch(vals)[:rows])
   if not out_i:
