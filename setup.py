@@ -73,6 +73,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "torch>=2.5", "transformers>=4.46", "safetensors"],
+        # `xfer-t5x bench --peers`: Hugging Face MT5 beside this library
+        "bench": ["torch>=2.5", "transformers>=4.46"],
         "tpu": ["jax[tpu]"],
     },
     cmdclass={"build_py": BuildPyWithGin},

@@ -8,6 +8,8 @@ is not multiplied by the number of fake devices): a benchmark prints figures, it
 
   xfer-t5x bench --config bench            # RESEARCH.md's "bench" config
   xfer-t5x bench --config tiny --steps 50
+  xfer-t5x bench --config small             # mT5-small at 512/128 (vocab 32128)
+  xfer-t5x bench --peers --config tiny --config bench --report benchmarks/README.md
   xfer-t5x bench --gin_file models/mt5_small.gin --batch_size 8 --inputs_length 512
 """
 import json
@@ -17,6 +19,7 @@ import time
 import numpy as np
 
 from xfer_t5x.runtime import gin_utils
+from xfer_t5x.runtime.bench_peers import CpuWindow
 
 # RESEARCH.md's peer-comparison configs: (model fields, batch, inputs length, targets length)
 NAMED_CONFIGS = {
@@ -24,12 +27,32 @@ NAMED_CONFIGS = {
                   num_encoder_layers=2, num_decoder_layers=2), 16, 32, 32),
     "bench": (dict(vocab_size=32128, emb_dim=512, num_heads=8, head_dim=64, mlp_dim=1024,
                    num_encoder_layers=4, num_decoder_layers=4), 8, 256, 64),
+    # mT5-small (gin/models/mt5_small.gin) at 512/128, with T5's 32128-entry vocabulary
+    "small": (dict(vocab_size=32128, emb_dim=512, num_heads=6, head_dim=64, mlp_dim=1024,
+                   num_encoder_layers=8, num_decoder_layers=8), 8, 512, 128),
 }
 
 
+def describe(name: str) -> str:
+  """One line for a named config: its sizes, batch and lengths."""
+  f, b, li, lt = NAMED_CONFIGS[name]
+  return (f"vocab {f['vocab_size']}, d {f['emb_dim']}, {f['num_encoder_layers']}+"
+          f"{f['num_decoder_layers']} layers, batch {b}, {li}/{lt}")
+
+
 def add_arguments(parser):
-  parser.add_argument("--config", choices=sorted(NAMED_CONFIGS), default=None,
-                      help="a named peer-comparison config; else the gin-bound T5Config")
+  parser.add_argument("--config", choices=sorted(NAMED_CONFIGS), default=None, action="append",
+                      help="a named peer-comparison config (repeat with --peers); else the "
+                      "gin-bound T5Config")
+  parser.add_argument("--peers", action="store_true",
+                      help="time the named configs side by side with Hugging Face MT5 (eager "
+                      "and torch.compile), one process at a time (runtime/bench_peers.py)")
+  parser.add_argument("--report", default=None,
+                      help="with --peers: write the table between the markers of this markdown "
+                      "file (e.g. benchmarks/README.md)")
+  parser.add_argument("--dropout_rate", type=float, default=0.0,
+                      help="dropout of the named configs (0.0, as the peers run; "
+                      "runs/finetune.gin trains with 0.1)")
   parser.add_argument("--batch_size", type=int, default=None)
   parser.add_argument("--inputs_length", type=int, default=None)
   parser.add_argument("--targets_length", type=int, default=None)
@@ -40,6 +63,14 @@ def add_arguments(parser):
   parser.add_argument("--microbatches", type=int, default=1)
   parser.add_argument("--json", default=None, help="also write the figures to this file")
   gin_utils.add_gin_arguments(parser)
+
+
+def build_step(model, optimizer, partitioner, microbatches: int = 1):
+  """The step `bench` times: the trainer's (`train_step.make_train_step`, the trainer's
+  defaults: dropout seed 0, dropout on where the config has a rate), sharded and donated."""
+  from xfer_t5x.runtime.train_step import make_train_step  # pylint: disable=g-import-not-at-top
+  return make_train_step(model, optimizer, partitioner, num_microbatches=microbatches,
+                         dropout_seed=0, use_dropout=True)
 
 
 def _peaks(peak):
@@ -56,12 +87,21 @@ def run(args) -> int:
   from xfer_t5x.runtime import flops, peak, train_state
   from xfer_t5x.runtime.optimizer import Adafactor
   from xfer_t5x.runtime.partitioning import make_partitioner
-  from xfer_t5x.runtime.train_step import make_train_step
 
+  configs = list(args.config or [])
+  if args.peers:
+    from xfer_t5x.runtime import bench_peers  # pylint: disable=g-import-not-at-top
+    if not configs:
+      raise SystemExit("bench --peers: name the configs to compare, e.g. --config tiny "
+                       "--config bench")
+    return bench_peers.run_peers(configs, args.steps, args.report, args.json)
+  if len(configs) > 1:
+    raise SystemExit("bench: one --config at a time (several only with --peers)")
+  name = configs[0] if configs else None
   gin_utils.setup_gin_from_args(args)
-  if args.config:
-    fields, b, li, lt = NAMED_CONFIGS[args.config]
-    config = T5Config(**fields, dropout_rate=0.0, dtype=args.dtype)
+  if name:
+    fields, b, li, lt = NAMED_CONFIGS[name]
+    config = T5Config(**fields, dropout_rate=args.dropout_rate, dtype=args.dtype)
   else:
     config = T5Config().with_vocab(args.vocab_size).replace(dtype=args.dtype)
     b, li, lt = 8, 512, 128
@@ -72,7 +112,7 @@ def run(args) -> int:
   partitioner = make_partitioner()
   optimizer = Adafactor(model.logical_axes())
   state = train_state.init_state(model, optimizer, partitioner, jax.random.PRNGKey(0))
-  step = make_train_step(model, optimizer, partitioner, num_microbatches=args.microbatches)
+  step = build_step(model, optimizer, partitioner, args.microbatches)
   rng = np.random.RandomState(0)
   tgt = rng.randint(2, config.vocab_size, (b, lt)).astype(np.int32)
   host = {"encoder_input_tokens": rng.randint(2, config.vocab_size, (b, li)).astype(np.int32),
@@ -81,11 +121,14 @@ def run(args) -> int:
   batch = jax.device_put(host, partitioner.batch_sharding())
   peaks = {"before": _peaks(peak)}
   times = []
-  for i in range(args.steps + 2):
-    t = time.perf_counter()
+  for _ in range(2):  # warm-up: compile, first donation
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics["loss"])
-    if i >= 2:
+  with CpuWindow() as window:
+    for _ in range(args.steps):
+      t = time.perf_counter()
+      state, metrics = step(state, batch)
+      jax.block_until_ready(metrics["loss"])
       times.append(time.perf_counter() - t)
   peaks["after"] = _peaks(peak)
   med = statistics.median(times)
@@ -102,7 +145,7 @@ def run(args) -> int:
     for m in ms.values():
       print(f"matmul peak {when:6s}  {m.summary()}")
   out = {
-      "config": args.config or "gin", "devices": jax.device_count(),
+      "config": name or "gin", "devices": jax.device_count(),
       "platform": jax.devices()[0].platform, "batch": b, "inputs_length": li,
       "targets_length": lt, "dtype": args.dtype, "median_step_ms": med * 1e3,
       "steps_per_second": 1 / med, "tokens_per_second": b * (li + lt) / med,
@@ -115,9 +158,11 @@ def run(args) -> int:
                               for d, m in ms.items()} for when, ms in peaks.items()},
       "matmul_peak_gflops_torch": torch_peak / 1e9 if torch_peak else None,
       "mfu": step_flops / med / best_peak,
+      "step_ms": [x * 1e3 for x in times],
+      "other_cpu_cores": window.other_cores,
   }
   for k, v in out.items():
-    if k != "matmul_peaks":
+    if k not in ("matmul_peaks", "step_ms"):
       print(f"{k:28s} {v:.4g}" if isinstance(v, float) else f"{k:28s} {v}")
   if args.json:
     with open(args.json, "w") as f:

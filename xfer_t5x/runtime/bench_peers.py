@@ -1,0 +1,277 @@
+"""`xfer-t5x bench --peers`: xfer_t5x beside Hugging Face MT5, side by side in one invocation.
+
+For each named config, one process at a time (so that no two compete for the cores): this
+library's `bench` step, then `MT5ForConditionalGeneration` at the same sizes, batch and lengths
+with transformers' Adafactor (eager, then `torch.compile`). Each process times the median of its
+steps after warm-up and reports how much CPU the machine's other processes used meanwhile; a
+ratio is printed only when that stayed near zero. One table comes out with the machine, the
+versions and the date, printed and (`--report FILE`) written between the markers of a markdown
+file, e.g. benchmarks/README.md's performance section:
+
+  xfer-t5x bench --peers --config tiny --config bench --report benchmarks/README.md
+
+Hugging Face's Adafactor is T5X's only approximately: it factors every tensor of rank 2 or more
+and uses decay -0.8 (rate 1 - step^-0.8); here lr 1e-3 constant, parameter scaling on, update
+clipping 1.0, no momentum, as T5X's settings. torch and transformers are a benchmark extra
+(`pip install .[bench]`), imported only in the peer processes.
+"""
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+PEERS = ("hf_eager", "hf_compile")
+PEER_TITLES = {"xfer_t5x": "xfer_t5x", "hf_eager": "HF MT5 eager",
+               "hf_compile": "HF MT5 torch.compile"}
+# Other processes' CPU (in cores, averaged over the timed steps) above which no ratio is given.
+MAX_OTHER_CPU = 0.15
+# The issue's targets: xfer_t5x steps/s over the best peer's.
+TARGETS = {"tiny": 1.5, "bench": 1.3, "small": 1.3}
+BEGIN, END = "<!-- bench --peers: begin -->", "<!-- bench --peers: end -->"
+
+
+# ----------------------------------------------------------------- measuring, in any process
+class CpuWindow:
+  """CPU seconds the machine's other processes used while this window was open (Linux:
+  /proc/stat's busy time minus this process's own), in cores averaged over the wall time."""
+
+  def __enter__(self):
+    self._start = (time.perf_counter(), _busy_seconds(), _own_seconds())
+    return self
+
+  def __exit__(self, *exc):
+    wall0, busy0, own0 = self._start
+    wall, busy, own = time.perf_counter() - wall0, _busy_seconds(), _own_seconds()
+    self.other_cores = None
+    if busy is not None and busy0 is not None and wall > 0:
+      self.other_cores = max(0.0, ((busy - busy0) - (own - own0)) / wall)
+    return False
+
+
+def _busy_seconds() -> Optional[float]:
+  try:
+    with open("/proc/stat", encoding="ascii") as f:
+      fields = [int(x) for x in f.readline().split()[1:]]
+  except (OSError, ValueError):
+    return None
+  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+  return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+  t = os.times()
+  return t.user + t.system
+
+
+# ----------------------------------------------------------------- the Hugging Face peer
+def hf_step_times(config_name: str, compiled: bool, steps: int, warmup: int) -> Dict:
+  """Median step of MT5ForConditionalGeneration + transformers' Adafactor at a named config."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from transformers.optimization import Adafactor  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime.bench import NAMED_CONFIGS  # pylint: disable=g-import-not-at-top
+  fields, b, li, lt = NAMED_CONFIGS[config_name]
+  torch.manual_seed(0)
+  torch.set_num_threads(os.cpu_count() or 1)
+  cfg = transformers.MT5Config(
+      vocab_size=fields["vocab_size"], d_model=fields["emb_dim"], d_kv=fields["head_dim"],
+      d_ff=fields["mlp_dim"], num_layers=fields["num_encoder_layers"],
+      num_decoder_layers=fields["num_decoder_layers"], num_heads=fields["num_heads"],
+      relative_attention_num_buckets=32, relative_attention_max_distance=128,
+      dropout_rate=0.0, layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu",
+      tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0)
+  model = transformers.MT5ForConditionalGeneration(cfg).train()
+  opt = Adafactor(model.parameters(), lr=1e-3, scale_parameter=True, relative_step=False,
+                  warmup_init=False, clip_threshold=1.0, decay_rate=-0.8, beta1=None,
+                  weight_decay=0.0)
+  forward = torch.compile(model) if compiled else model
+  rng = np.random.RandomState(0)  # the same tokens as `bench`
+  labels = torch.from_numpy(rng.randint(2, fields["vocab_size"], (b, lt)).astype(np.int64))
+  inputs = torch.from_numpy(rng.randint(2, fields["vocab_size"], (b, li)).astype(np.int64))
+
+  def step():
+    loss = forward(input_ids=inputs, labels=labels).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+  t0 = time.perf_counter()
+  for _ in range(warmup):
+    step()
+  warm = time.perf_counter() - t0
+  times = []
+  with CpuWindow() as window:
+    for _ in range(steps):
+      t = time.perf_counter()
+      step()
+      times.append(time.perf_counter() - t)
+  return {"median_step_ms": statistics.median(times) * 1e3, "steps": steps,
+          "step_ms": [x * 1e3 for x in times], "warmup_seconds": warm,
+          "other_cpu_cores": window.other_cores,
+          "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+
+
+# ----------------------------------------------------------------- the side-by-side run
+def _subprocess(cmd: List[str], timeout: float) -> Dict:
+  env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
+             TF_CPP_MIN_LOG_LEVEL="3")
+  env.pop("XLA_FLAGS", None)  # one real device, as a user's run
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                        check=False)
+  if proc.returncode != 0:
+    return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
+  line = [l for l in proc.stdout.splitlines() if l.startswith("PEER ")]
+  return json.loads(line[-1][len("PEER "):]) if line else {"error": ["no result printed"]}
+
+
+def _ours(config: str, steps: int, timeout: float) -> Dict:
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "bench.json")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("XLA_FLAGS", None)
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    proc = subprocess.run([sys.executable, "-m", "xfer_t5x", "bench", "--config", config,
+                           "--steps", str(steps), "--json", path], env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0 or not os.path.exists(path):
+      return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+
+
+def machine() -> Dict[str, str]:
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+    model = names[0] if names else model
+  except OSError:
+    pass
+  return {"system": f"{platform.system()} {platform.machine()}", "cpu": model,
+          "cores": str(os.cpu_count())}
+
+
+def _versions(results: Dict) -> Dict[str, str]:
+  import flax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  out = {"python": platform.python_version(), "jax": jax.__version__,
+         "jaxlib": jaxlib.__version__, "flax": flax.__version__}
+  for row in results.values():
+    for peer in PEERS:
+      out.update(row.get(peer, {}).get("versions", {}))
+  return out
+
+
+def ratio(ours: Dict, peer: Dict) -> Optional[float]:
+  """xfer_t5x's steps/s over the peer's, or None when either failed or either run had other
+  processes' CPU use above MAX_OTHER_CPU (or unknown)."""
+  if "error" in ours or "error" in peer:
+    return None
+  busy = [r.get("other_cpu_cores") for r in (ours, peer)]
+  if any(b is None or b > MAX_OTHER_CPU for b in busy):
+    return None
+  return peer["median_step_ms"] / ours["median_step_ms"]
+
+
+def _ms(r: Dict) -> str:
+  if "error" in r:
+    return "failed: " + " ".join(r["error"])[:60]
+  v = r["median_step_ms"]
+  return f"{v / 1e3:.2f} s" if v >= 1000 else f"{v:.1f} ms"
+
+
+def _cpu(r: Dict) -> str:
+  c = r.get("other_cpu_cores")
+  return "?" if c is None else f"{c:.2f}"
+
+
+def render(results: Dict[str, Dict], when: str, mach: Dict[str, str],
+           versions: Dict[str, str]) -> List[str]:
+  """The markdown section: the table, the ratios (or why not), the targets met or missed."""
+  from xfer_t5x.runtime.bench import describe  # pylint: disable=g-import-not-at-top
+  lines = [f"Side by side, one process at a time, {when}: {mach['cpu']}, {mach['cores']} cores "
+           f"({mach['system']}); " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+           + ". Median step after warm-up; other CPU = cores the machine's other processes "
+           f"used while timing (no ratio above {MAX_OTHER_CPU}).", "",
+           "| config | " + " | ".join(PEER_TITLES[k] for k in ("xfer_t5x",) + PEERS)
+           + " | xfer_t5x vs best HF | target | other CPU (ours / eager / compile) |",
+           "|---|---|---|---|---|---|---|"]
+  for name, row in results.items():
+    ours = row["xfer_t5x"]
+    ratios = [ratio(ours, row[p]) for p in PEERS if p in row]
+    valid = [r for r in ratios if r is not None]
+    target = TARGETS.get(name)
+    if len(valid) == len(ratios) and valid:
+      best = min(valid)  # against the fastest peer
+      verdict = (f"{best:.2f}x" + ("" if target is None else
+                                   f" | {target}x: {'met' if best >= target else 'MISSED'}"))
+    else:
+      verdict = "no ratio (a run failed or the machine was busy)" + (
+          "" if target is None else f" | {target}x: not judged")
+    lines.append(f"| {name} ({describe(name)}) | " + " | ".join(
+        _ms(row.get(k, {"error": ["not run"]})) for k in ("xfer_t5x",) + PEERS)
+                 + f" | {verdict} | " + " / ".join(_cpu(row.get(k, {}))
+                                                   for k in ("xfer_t5x",) + PEERS) + " |")
+  lines.append("")
+  for name, row in results.items():
+    ours = row["xfer_t5x"]
+    if "error" not in ours:
+      lines.append(f"- {name}: xfer_t5x {ours['achieved_gflops']:.1f} GFLOP/s achieved, "
+                   f"{100 * ours['mfu']:.1f}% of the best {ours['matmul_peak_dtype']} matmul "
+                   f"measured in the same process ({ours['matmul_peak_gflops_jax']:.1f} GFLOP/s "
+                   "JAX" + (f", {ours['matmul_peak_gflops_torch']:.1f} PyTorch"
+                            if ours.get("matmul_peak_gflops_torch") else "") + ")")
+  return lines
+
+
+def write_section(path: str, lines: List[str]) -> None:
+  """Replaces the text between BEGIN and END in `path` (appends both if absent)."""
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  block = "\n".join([BEGIN] + lines + [END])
+  if BEGIN in text and END in text:
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    text = head + block + tail
+  else:
+    text = text.rstrip("\n") + "\n\n" + block + "\n"
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(text)
+
+
+def run_peers(configs: List[str], steps: int, report: Optional[str],
+              json_path: Optional[str], timeout: float = 3600) -> int:
+  results: Dict[str, Dict] = {}
+  for name in configs:
+    row = {"xfer_t5x": _ours(name, steps, timeout)}
+    print(f"{name}: xfer_t5x {_ms(row['xfer_t5x'])}", flush=True)
+    for peer in PEERS:
+      row[peer] = _subprocess([sys.executable, "-m", "xfer_t5x.runtime.bench_peers", name,
+                               peer, str(steps)], timeout)
+      print(f"{name}: {PEER_TITLES[peer]} {_ms(row[peer])}", flush=True)
+    results[name] = row
+  when = datetime.date.today().isoformat()
+  lines = render(results, when, machine(), _versions(results))
+  print("\n".join(lines))
+  if report:
+    write_section(report, lines)
+    print(f"wrote the table into {report}")
+  if json_path:
+    with open(json_path, "w", encoding="utf-8") as f:
+      json.dump({"date": when, "machine": machine(), "results": results}, f, indent=1)
+  return 0
+
+
+if __name__ == "__main__":  # a peer process: bench_peers.py CONFIG hf_eager|hf_compile STEPS
+  _name, _peer, _steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+  _out = hf_step_times(_name, _peer == "hf_compile", _steps, 3 if _peer == "hf_compile" else 2)
+  print("PEER " + json.dumps(_out))
