@@ -36,7 +36,10 @@ def test_ratio_only_for_clean_runs():
 
 def test_table_judges_the_targets_against_the_best_peer():
   results = {
-      "tiny": {"xfer_t5x": _ours(10.0), "hf_eager": _peer(40.0), "hf_compile": _peer(14.0)},
+      "tiny": {"xfer_t5x": _ours(10.0), "hf_eager": _peer(40.0), "hf_compile": _peer(14.0),
+               "input": {"batches_per_second": 900.0, "sequences_per_second": 9000.0,
+                         "tokens_per_second": 1e5, "task": "mnli", "vocabulary": "local",
+                         "tokenize_us_per_example": 7.5}},
       "bench": {"xfer_t5x": _ours(2000.0), "hf_eager": _peer(3000.0),
                 "hf_compile": _peer(2500.0)},
       "small": {"xfer_t5x": _ours(9000.0, busy=0.5), "hf_eager": _peer(12000.0),
@@ -50,6 +53,8 @@ def test_table_judges_the_targets_against_the_best_peer():
   assert "no ratio" in rows["small"] and "not judged" in rows["small"]
   assert "failed: compile failed" in rows["small"]
   assert "10.0 ms" in rows["tiny"] and "2.00 s" in rows["bench"]
+  assert "900 batches/s (9x a step's)" in rows["tiny"] and "not measured" in rows["bench"]
+  assert "tokenisation 7.5 us per example" in text
   met = bench_peers.render({"tiny": {"xfer_t5x": _ours(5.0), "hf_eager": _peer(40.0),
                                      "hf_compile": _peer(14.0)}}, "d", MACHINE, VERSIONS)
   assert any("| 2.80x | 1.5x: met |" in line for line in met)

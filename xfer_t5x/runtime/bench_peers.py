@@ -2,7 +2,8 @@
 
 For each named config, one process at a time (so that no two compete for the cores): this
 library's `bench` step, then `MT5ForConditionalGeneration` at the same sizes, batch and lengths
-with transformers' Adafactor (eager, then `torch.compile`). Each process times the median of its
+with transformers' Adafactor (eager, then `torch.compile`), and the input pipeline at that
+batch and those lengths (runtime/bench_input.py). Each process times the median of its
 steps after warm-up and reports how much CPU the machine's other processes used meanwhile; a
 ratio is printed only when that stayed near zero. One table comes out with the machine, the
 versions and the date, printed and (`--report FILE`) written between the markers of a markdown
@@ -194,6 +195,16 @@ def _cpu(r: Dict) -> str:
   return "?" if c is None else f"{c:.2f}"
 
 
+def _input(measured: Optional[Dict], ours: Dict) -> str:
+  """The pipeline's batches/s and how many times a step's consumption that is."""
+  if not measured or "error" in measured:
+    return "not measured" if not measured else "failed"
+  text = f"{measured['batches_per_second']:.0f} batches/s"
+  if "error" not in ours:
+    text += f" ({measured['batches_per_second'] * ours['median_step_ms'] / 1e3:.0f}x a step's)"
+  return text
+
+
 def render(results: Dict[str, Dict], when: str, mach: Dict[str, str],
            versions: Dict[str, str]) -> List[str]:
   """The markdown section: the table, the ratios (or why not), the targets met or missed."""
@@ -203,8 +214,9 @@ def render(results: Dict[str, Dict], when: str, mach: Dict[str, str],
            + ". Median step after warm-up; other CPU = cores the machine's other processes "
            f"used while timing (no ratio above {MAX_OTHER_CPU}).", "",
            "| config | " + " | ".join(PEER_TITLES[k] for k in ("xfer_t5x",) + PEERS)
-           + " | xfer_t5x vs best HF | target | other CPU (ours / eager / compile) |",
-           "|---|---|---|---|---|---|---|"]
+           + " | xfer_t5x vs best HF | target | other CPU (ours / eager / compile) "
+           "| input pipeline |",
+           "|---|---|---|---|---|---|---|---|"]
   for name, row in results.items():
     ours = row["xfer_t5x"]
     ratios = [ratio(ours, row[p]) for p in PEERS if p in row]
@@ -220,10 +232,17 @@ def render(results: Dict[str, Dict], when: str, mach: Dict[str, str],
     lines.append(f"| {name} ({describe(name)}) | " + " | ".join(
         _ms(row.get(k, {"error": ["not run"]})) for k in ("xfer_t5x",) + PEERS)
                  + f" | {verdict} | " + " / ".join(_cpu(row.get(k, {}))
-                                                   for k in ("xfer_t5x",) + PEERS) + " |")
+                                                   for k in ("xfer_t5x",) + PEERS)
+                 + f" | {_input(row.get('input'), ours)} |")
   lines.append("")
   for name, row in results.items():
     ours = row["xfer_t5x"]
+    measured = row.get("input") or {}
+    if "error" not in measured and measured:
+      lines.append(f"- {name}: input pipeline ({measured['task']}, packed, "
+                   f"{measured['vocabulary']} vocabulary): {measured['sequences_per_second']:.0f} "
+                   f"sequences/s, {measured['tokens_per_second']:.0f} tokens/s; tokenisation "
+                   f"{measured['tokenize_us_per_example']:.1f} us per example")
     if "error" not in ours:
       lines.append(f"- {name}: xfer_t5x {ours['achieved_gflops']:.1f} GFLOP/s achieved, "
                    f"{100 * ours['mfu']:.1f}% of the best {ours['matmul_peak_dtype']} matmul "
@@ -254,6 +273,9 @@ def run_peers(configs: List[str], steps: int, report: Optional[str],
   for name in configs:
     row = {"xfer_t5x": _ours(name, steps, timeout)}
     print(f"{name}: xfer_t5x {_ms(row['xfer_t5x'])}", flush=True)
+    row["input"] = _subprocess([sys.executable, "-m", "xfer_t5x.runtime.bench_input", name],
+                               timeout)
+    print(f"{name}: input pipeline {_input(row['input'], row['xfer_t5x'])}", flush=True)
     for peer in PEERS:
       row[peer] = _subprocess([sys.executable, "-m", "xfer_t5x.runtime.bench_peers", name,
                                peer, str(steps)], timeout)
