@@ -40,7 +40,9 @@ def test_table_judges_the_targets_against_the_best_peer():
                "input": {"batches_per_second": 900.0, "sequences_per_second": 9000.0,
                          "tokens_per_second": 1e5, "task": "mnli", "vocabulary": "local",
                          "tokenize_us_per_example": 7.5}},
-      "bench": {"xfer_t5x": _ours(2000.0), "hf_eager": _peer(3000.0),
+      "bench": {"xfer_t5x": dict(_ours(2000.0), breakdown_ms={
+          "forward": 400.0, "backward": 1200.0, "optimizer": 300.0, "rest_of_step": 100.0}),
+                "hf_eager": _peer(3000.0),
                 "hf_compile": _peer(2500.0)},
       "small": {"xfer_t5x": _ours(9000.0, busy=0.5), "hf_eager": _peer(12000.0),
                 "hf_compile": {"error": ["compile failed"]}}}
@@ -55,6 +57,7 @@ def test_table_judges_the_targets_against_the_best_peer():
   assert "10.0 ms" in rows["tiny"] and "2.00 s" in rows["bench"]
   assert "900 batches/s (9x a step's)" in rows["tiny"] and "not measured" in rows["bench"]
   assert "tokenisation 7.5 us per example" in text
+  assert "backward 1200.0 ms (60%)" in text and "rest of step 100.0 ms (5%)" in text
   met = bench_peers.render({"tiny": {"xfer_t5x": _ours(5.0), "hf_eager": _peer(40.0),
                                      "hf_compile": _peer(14.0)}}, "d", MACHINE, VERSIONS)
   assert any("| 2.80x | 1.5x: met |" in line for line in met)
@@ -105,3 +108,21 @@ def test_the_benchmarked_step_is_the_trainers_step():
   trained = train_step_lib.make_train_step(model, opt, part, num_microbatches=1, dropout_seed=0,
                                            use_dropout=True)
   assert hlo(benched) == hlo(trained)
+
+
+def test_breakdown_parts_add_up_to_the_step():
+  model = EncoderDecoderModel(T5Config(vocab_size=128, emb_dim=32, num_heads=2, head_dim=16,
+                                       mlp_dim=64, num_encoder_layers=1, num_decoder_layers=1,
+                                       dtype="float32", dropout_rate=0.0))
+  part = make_partitioner()
+  opt = Adafactor(model.logical_axes())
+  state = train_state.init_state(model, opt, part, jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  tgt = rng.integers(2, 128, (4, 8)).astype(np.int32)
+  batch = {"encoder_input_tokens": rng.integers(2, 128, (4, 8)).astype(np.int32),
+           "decoder_target_tokens": tgt,
+           "decoder_input_tokens": np.concatenate([np.zeros((4, 1), np.int32), tgt[:, :-1]], 1)}
+  parts = bench.breakdown(model, opt, part, state, batch, step_seconds=1.0, repeats=1)
+  assert set(parts) == {"forward", "backward", "optimizer", "rest_of_step"}
+  assert parts["forward"] > 0 and parts["optimizer"] > 0
+  assert sum(parts.values()) == pytest.approx(1.0)

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from xfer_t5x.model import losses
-from xfer_t5x.runtime import flops
 from xfer_t5x.model.config import T5Config
 from xfer_t5x.model.network import Transformer
+from xfer_t5x.runtime import flops
 
 Batch = Mapping[str, jnp.ndarray]
 

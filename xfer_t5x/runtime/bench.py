@@ -50,6 +50,9 @@ def add_arguments(parser):
   parser.add_argument("--report", default=None,
                       help="with --peers: write the table between the markers of this markdown "
                       "file (e.g. benchmarks/README.md)")
+  parser.add_argument("--breakdown", action="store_true",
+                      help="also time the step's parts alone (forward loss, forward + backward, "
+                      "the Adafactor update) to show where the step's time goes")
   parser.add_argument("--dropout_rate", type=float, default=0.0,
                       help="dropout of the named configs (0.0, as the peers run; "
                       "runs/finetune.gin trains with 0.1)")
@@ -71,6 +74,42 @@ def build_step(model, optimizer, partitioner, microbatches: int = 1):
   from xfer_t5x.runtime.train_step import make_train_step  # pylint: disable=g-import-not-at-top
   return make_train_step(model, optimizer, partitioner, num_microbatches=microbatches,
                          dropout_seed=0, use_dropout=True)
+
+
+def _median_seconds(fn, *args, repeats: int = 5) -> float:
+  """Median wall time of a jitted call after one warm-up call."""
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def breakdown(model, optimizer, partitioner, state, batch, step_seconds: float,
+              repeats: int = 5):
+  """Where a step's time goes, each part jitted alone on the same state and batch: forward (the
+  loss), backward (value-and-grad minus forward), the optimizer (Adafactor's update and its
+  application), and the rest of the step (the difference: what the fused step saves or adds,
+  dispatch and the metrics). Seconds per part."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  with partitioner.activate():
+    forward = jax.jit(lambda p, b: model.loss_fn(p, b)[0])
+    grad = jax.jit(jax.value_and_grad(lambda p, b: model.loss_fn(p, b)[0]))
+    grads = grad(state.params, batch)[1]
+
+    def update(params, opt_state, g):
+      updates, opt_state = optimizer.update(g, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+    upd = jax.jit(update)
+    t_forward = _median_seconds(forward, state.params, batch, repeats=repeats)
+    t_grad = _median_seconds(grad, state.params, batch, repeats=repeats)
+    t_update = _median_seconds(upd, state.params, state.opt_state, grads, repeats=repeats)
+  return {"forward": t_forward, "backward": t_grad - t_forward, "optimizer": t_update,
+          "rest_of_step": step_seconds - t_grad - t_update}
 
 
 def _peaks(peak):
@@ -132,6 +171,7 @@ def run(args) -> int:
       times.append(time.perf_counter() - t)
   peaks["after"] = _peaks(peak)
   med = statistics.median(times)
+  parts = breakdown(model, optimizer, partitioner, state, batch, med) if args.breakdown else None
   step_flops = flops.train_step_flops(config, b, li, lt)
   # CPU devices (fake or not) share the host's cores: the host's peak is one device's; on an
   # accelerator every device adds its own.
@@ -161,8 +201,12 @@ def run(args) -> int:
       "step_ms": [x * 1e3 for x in times],
       "other_cpu_cores": window.other_cores,
   }
+  if parts:
+    out["breakdown_ms"] = {k: v * 1e3 for k, v in parts.items()}
+    print("where the step goes (each part jitted alone): " + ", ".join(
+        f"{k} {v * 1e3:.1f} ms ({100 * v / med:.0f}%)" for k, v in parts.items()))
   for k, v in out.items():
-    if k not in ("matmul_peaks", "step_ms"):
+    if k not in ("matmul_peaks", "step_ms", "breakdown_ms"):
       print(f"{k:28s} {v:.4g}" if isinstance(v, float) else f"{k:28s} {v}")
   if args.json:
     with open(args.json, "w") as f:

@@ -140,7 +140,7 @@ def _ours(config: str, steps: int, timeout: float) -> Dict:
     env.pop("XLA_FLAGS", None)
     env.setdefault("JAX_PLATFORMS", "cpu")
     proc = subprocess.run([sys.executable, "-m", "xfer_t5x", "bench", "--config", config,
-                           "--steps", str(steps), "--json", path], env=env,
+                           "--steps", str(steps), "--json", path, "--breakdown"], env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0 or not os.path.exists(path):
       return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
@@ -249,6 +249,11 @@ def render(results: Dict[str, Dict], when: str, mach: Dict[str, str],
                    f"measured in the same process ({ours['matmul_peak_gflops_jax']:.1f} GFLOP/s "
                    "JAX" + (f", {ours['matmul_peak_gflops_torch']:.1f} PyTorch"
                             if ours.get("matmul_peak_gflops_torch") else "") + ")")
+      parts = ours.get("breakdown_ms")
+      if parts:
+        lines.append(f"- {name}: where xfer_t5x's step goes (each part jitted alone): " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.1f} ms ({100 * v / ours['median_step_ms']:.0f}%)"
+            for k, v in parts.items()))
   return lines
 
 
