@@ -17,7 +17,7 @@ from xfer_t5x.runtime.partitioning import Partitioner, make_mesh
 from xfer_t5x.tasks import registry, study, vocab
 
 pytestmark = pytest.mark.slow
-LENGTHS = {"inputs": 128, "targets": 8}
+LENGTHS = {"inputs": 64, "targets": 8}
 N_QUERIES = 30
 
 
