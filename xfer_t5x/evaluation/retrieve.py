@@ -9,7 +9,8 @@ the task's metrics read (XTREME-R: Tatoeba top-1 accuracy, LAReQA mAP@20, Mewsli
 The layer: an int (hidden state after that many layers), "middle" (num_encoder_layers // 2),
 "final" (the normed top), or None for the target's default: the middle layer for Tatoeba
 (XTREME-R's baseline embeds with a QA model at a middle layer, CONTRACTS.md), the top for the
-others and for a dual encoder (model.dual_encoder: projected and L2-normalised there). A pool shared by several query tasks (LAReQA's) is embedded once per evaluation.
+others and for a dual encoder (model.dual_encoder: projected and L2-normalised there). A pool
+shared by several query tasks (LAReQA's) is embedded once per evaluation, onto the mesh.
 """
 from typing import Dict, Mapping, Optional, Tuple, Union
 
@@ -45,11 +46,15 @@ def resolve_layer(embedding_layer: Layer, target: Optional[str], num_encoder_lay
   return None if layer == num_encoder_layers else layer
 
 
+def _input_tokens(examples) -> np.ndarray:
+  """The examples' input tokens, zero-padded to their bucketed longest length."""
+  length = batching.bucket_length([ex["inputs"] for ex in examples], INPUT_BUCKET)
+  return batching.pad_tokens([ex["inputs"] for ex in examples], length)
+
+
 def embed_examples(runner: MeshRunner, examples, layer: Optional[int]) -> np.ndarray:
   """Mean-pooled encoder embeddings `[n, embed]` of the examples' inputs."""
-  length = batching.bucket_length([ex["inputs"] for ex in examples], INPUT_BUCKET)
-  tokens = batching.pad_tokens([ex["inputs"] for ex in examples], length)
-  return np.asarray(runner.embed(tokens, layer), np.float32)
+  return np.asarray(runner.embed(_input_tokens(examples), layer), np.float32)
 
 
 class CandidatePools:
@@ -73,10 +78,8 @@ class CandidatePools:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"candidate pool {pool} has the id {dup!r} more than once; ids must be "
                          "unique within a pool")
-      length = batching.bucket_length([ex["inputs"] for ex in rows], INPUT_BUCKET)
-      tokens = batching.pad_tokens([ex["inputs"] for ex in rows], length)
       # Left on the mesh, split over its devices: no host holds the pool's embeddings whole.
-      self._pools[key] = (ids, runner.embed_pool(tokens, layer))
+      self._pools[key] = (ids, runner.embed_pool(_input_tokens(rows), layer))
     return self._pools[key]
 
 
