@@ -19,6 +19,13 @@ from xfer_t5x.runtime import flops
 Batch = Mapping[str, jnp.ndarray]
 
 
+def mean_pool(states, tokens):
+  """Mean of `states [batch, length, embed]` over the real (non-zero) tokens, float32."""
+  mask = (tokens > 0).astype(jnp.float32)[..., None]
+  return jnp.sum(states.astype(jnp.float32) * mask, axis=1) / jnp.maximum(
+      jnp.sum(mask, axis=1), 1.0)
+
+
 class ModelParams:
   """What every model here shares: float32 parameters carrying T5X's logical axis names,
   initialised from `init_boxed(rng)` (the subclass's), their shapes traced once."""
@@ -124,6 +131,5 @@ class EncoderDecoderModel(ModelParams):
 
   def embed_batch(self, params, encoder_input_tokens, output_layer: Optional[int] = None):
     """Mean-pooled encoder states over non-padding tokens, `[batch, embed]` float32."""
-    h = self.encode(params, encoder_input_tokens, output_layer).astype(jnp.float32)
-    mask = (encoder_input_tokens > 0).astype(jnp.float32)[..., None]
-    return jnp.sum(h * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+    return mean_pool(self.encode(params, encoder_input_tokens, output_layer),
+                     encoder_input_tokens)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from xfer_t5x.model import layers as L
 from xfer_t5x.model import losses
-from xfer_t5x.model.api import ModelParams
+from xfer_t5x.model.api import ModelParams, mean_pool
 from xfer_t5x.model.config import T5Config
 from xfer_t5x.model.network import Encoder
 from xfer_t5x.runtime import flops
@@ -35,13 +35,6 @@ from xfer_t5x.runtime import flops
 Batch = Mapping[str, jnp.ndarray]
 MAX_LOGIT_SCALE = 100.0  # CLIP's cap on the learnable inverse temperature
 SHARED = ("token_embedder", "encoder")  # what an encoder-decoder checkpoint gives
-
-
-def mean_pool(states, tokens):
-  """Mean of `states [batch, length, embed]` over the real (non-zero) tokens, float32."""
-  mask = (tokens > 0).astype(jnp.float32)[..., None]
-  return jnp.sum(states.astype(jnp.float32) * mask, axis=1) / jnp.maximum(
-      jnp.sum(mask, axis=1), 1.0)
 
 
 def l2_normalize(x, eps=1e-6):

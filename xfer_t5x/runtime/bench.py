@@ -33,6 +33,15 @@ NAMED_CONFIGS = {
 }
 
 
+def random_tokens(vocab_size: int, batch: int, inputs_length: int, targets_length: int):
+  """(inputs, targets) int32 token ids drawn from seed 0: the same batch for this library's
+  step and the Hugging Face peer's."""
+  rng = np.random.RandomState(0)
+  targets = rng.randint(2, vocab_size, (batch, targets_length)).astype(np.int32)
+  inputs = rng.randint(2, vocab_size, (batch, inputs_length)).astype(np.int32)
+  return inputs, targets
+
+
 def describe(name: str) -> str:
   """One line for a named config: its sizes, batch and lengths."""
   f, b, li, lt = NAMED_CONFIGS[name]
@@ -152,10 +161,8 @@ def run(args) -> int:
   optimizer = Adafactor(model.logical_axes())
   state = train_state.init_state(model, optimizer, partitioner, jax.random.PRNGKey(0))
   step = build_step(model, optimizer, partitioner, args.microbatches)
-  rng = np.random.RandomState(0)
-  tgt = rng.randint(2, config.vocab_size, (b, lt)).astype(np.int32)
-  host = {"encoder_input_tokens": rng.randint(2, config.vocab_size, (b, li)).astype(np.int32),
-          "decoder_target_tokens": tgt,
+  inputs, tgt = random_tokens(config.vocab_size, b, li, lt)
+  host = {"encoder_input_tokens": inputs, "decoder_target_tokens": tgt,
           "decoder_input_tokens": np.concatenate([np.zeros((b, 1), np.int32), tgt[:, :-1]], 1)}
   batch = jax.device_put(host, partitioner.batch_sharding())
   peaks = {"before": _peaks(peak)}

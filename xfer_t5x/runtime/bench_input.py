@@ -47,17 +47,18 @@ def measure(config_name: str, batches: int = TIMED_BATCHES) -> Dict:
       tokens += int((batch["encoder_input_tokens"] > 0).sum()
                     + (batch["decoder_target_tokens"] > 0).sum())
     wall = time.perf_counter() - t0
-    # Tokenisation alone: the same task's texts, encoded one example at a time.
-    rows = list(seqio.get_mixture_or_task(TASK).source.get_dataset("train").take(500)
-                .as_numpy_iterator())
-    texts = [f"mnli hypothesis: {r['hypothesis'].decode()} premise: {r['premise'].decode()}"
+    # Tokenisation alone: the task's own rendered texts (its template), encoded one example
+    # at a time.
+    rows = list(seqio.get_mixture_or_task(TASK).get_dataset(None, split="train", shuffle=False)
+                .take(500).as_numpy_iterator())
+    pairs = [(r["inputs_pretokenized"].decode(), r["targets_pretokenized"].decode())
              for r in rows]
-    voc.encode(texts[0])  # load the model
+    voc.encode(pairs[0][0])  # load the model
     per_example = []
-    for text, row in zip(texts, rows):
+    for inputs, targets in pairs:
       t = time.perf_counter()
-      voc.encode(text)
-      voc.encode(row["label"].decode() if isinstance(row["label"], bytes) else str(row["label"]))
+      voc.encode(inputs)
+      voc.encode(targets)
       per_example.append(time.perf_counter() - t)
   return {"batches_per_second": batches / wall, "sequences_per_second": seqs / wall,
           "tokens_per_second": tokens / wall, "batch": b, "lengths": [li, lt],

@@ -77,7 +77,7 @@ def hf_step_times(config_name: str, compiled: bool, steps: int, warmup: int) -> 
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   from transformers.optimization import Adafactor  # pylint: disable=g-import-not-at-top
-  from xfer_t5x.runtime.bench import NAMED_CONFIGS  # pylint: disable=g-import-not-at-top
+  from xfer_t5x.runtime.bench import NAMED_CONFIGS, random_tokens  # pylint: disable=g-import-not-at-top
   fields, b, li, lt = NAMED_CONFIGS[config_name]
   torch.manual_seed(0)
   torch.set_num_threads(os.cpu_count() or 1)
@@ -93,9 +93,8 @@ def hf_step_times(config_name: str, compiled: bool, steps: int, warmup: int) -> 
                   warmup_init=False, clip_threshold=1.0, decay_rate=-0.8, beta1=None,
                   weight_decay=0.0)
   forward = torch.compile(model) if compiled else model
-  rng = np.random.RandomState(0)  # the same tokens as `bench`
-  labels = torch.from_numpy(rng.randint(2, fields["vocab_size"], (b, lt)).astype(np.int64))
-  inputs = torch.from_numpy(rng.randint(2, fields["vocab_size"], (b, li)).astype(np.int64))
+  inputs, labels = (torch.from_numpy(x.astype(np.int64)) for x in random_tokens(
+      fields["vocab_size"], b, li, lt))  # the same tokens as `bench`
 
   def step():
     loss = forward(input_ids=inputs, labels=labels).loss
@@ -121,11 +120,15 @@ def hf_step_times(config_name: str, compiled: bool, steps: int, warmup: int) -> 
 
 
 # ----------------------------------------------------------------- the side-by-side run
-def _subprocess(cmd: List[str], timeout: float) -> Dict:
+def _child_env() -> Dict[str, str]:
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
              TF_CPP_MIN_LOG_LEVEL="3")
   env.pop("XLA_FLAGS", None)  # one real device, as a user's run
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+  return env
+
+
+def _subprocess(cmd: List[str], timeout: float) -> Dict:
+  proc = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True, timeout=timeout,
                         check=False)
   if proc.returncode != 0:
     return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
@@ -136,11 +139,9 @@ def _subprocess(cmd: List[str], timeout: float) -> Dict:
 def _ours(config: str, steps: int, timeout: float) -> Dict:
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "bench.json")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("XLA_FLAGS", None)
-    env.setdefault("JAX_PLATFORMS", "cpu")
     proc = subprocess.run([sys.executable, "-m", "xfer_t5x", "bench", "--config", config,
-                           "--steps", str(steps), "--json", path, "--breakdown"], env=env,
+                           "--steps", str(steps), "--json", path, "--breakdown"],
+                          env=_child_env(),
                           capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0 or not os.path.exists(path):
       return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
