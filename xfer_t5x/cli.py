@@ -92,6 +92,12 @@ def build_parser(argv):
 
 
 def main(argv=None):
+  from xfer_t5x.runtime import host_memory  # pylint: disable=g-import-not-at-top
+  try:  # before any thread starts: XLA:CPU's temporaries reused, not faulted in every step
+    host_memory.configure()
+  except ValueError as e:
+    print(f"xfer-t5x: error: {e}", file=sys.stderr)
+    return 2
   argv = list(sys.argv[1:] if argv is None else argv)
   if argv[:1] == ["train"]:  # a preemption during the imports and setup still exits cleanly
     from xfer_t5x.runtime import early_sigterm  # pylint: disable=g-import-not-at-top
