@@ -121,9 +121,15 @@ def hf_step_times(config_name: str, compiled: bool, steps: int, warmup: int) -> 
 
 # ----------------------------------------------------------------- the side-by-side run
 def _child_env() -> Dict[str, str]:
+  """Every process alike: one real device, as a user's run, and the host allocator setting
+  `xfer-t5x` applies on CPU (runtime/host_memory.py) given to the peers too, as GLIBC_TUNABLES,
+  so that no side is measured with the other's allocator."""
+  from xfer_t5x.runtime import host_memory  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
              TF_CPP_MIN_LOG_LEVEL="3")
-  env.pop("XLA_FLAGS", None)  # one real device, as a user's run
+  env.pop("XLA_FLAGS", None)
+  if host_memory.applies(env):
+    env["GLIBC_TUNABLES"] = host_memory.TUNABLES
   return env
 
 
@@ -206,6 +212,24 @@ def _input(measured: Optional[Dict], ours: Dict) -> str:
   return text
 
 
+def _matmul_bound(name: str, row: Dict) -> str:
+  """What the matmuls alone cost: the step's FLOPs at the best matmul rate measured in the same
+  process, beside the step time the target asks for."""
+  ours = row["xfer_t5x"]
+  best_peak = max(p for p in (ours["matmul_peak_gflops_jax"],
+                              ours.get("matmul_peak_gflops_torch")) if p)
+  bound_ms = ours["gflop_per_step"] / best_peak * 1e3
+  text = (f"- {name}: the step's {ours['gflop_per_step']:.1f} GFLOP take "
+          f"{_ms({'median_step_ms': bound_ms})} at the best matmul rate measured "
+          f"({best_peak:.1f} GFLOP/s), before any other work")
+  peers = [row[p]["median_step_ms"] for p in PEERS if "error" not in row.get(p, {"error": 1})]
+  if peers and name in TARGETS:
+    asked = min(peers) / TARGETS[name]
+    text += (f"; the {TARGETS[name]}x target asks for {_ms({'median_step_ms': asked})} per step"
+             + (", below that bound" if asked < bound_ms else ""))
+  return text
+
+
 def render(results: Dict[str, Dict], when: str, mach: Dict[str, str],
            versions: Dict[str, str]) -> List[str]:
   """The markdown section: the table, the ratios (or why not), the targets met or missed."""
@@ -213,7 +237,9 @@ def render(results: Dict[str, Dict], when: str, mach: Dict[str, str],
   lines = [f"Side by side, one process at a time, {when}: {mach['cpu']}, {mach['cores']} cores "
            f"({mach['system']}); " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
            + ". Median step after warm-up; other CPU = cores the machine's other processes "
-           f"used while timing (no ratio above {MAX_OTHER_CPU}).", "",
+           f"used while timing (no ratio above {MAX_OTHER_CPU}). Every process runs with the "
+           "host allocator setting xfer-t5x applies on CPU (runtime/host_memory.py; the peers "
+           "through GLIBC_TUNABLES).", "",
            "| config | " + " | ".join(PEER_TITLES[k] for k in ("xfer_t5x",) + PEERS)
            + " | xfer_t5x vs best HF | target | other CPU (ours / eager / compile) "
            "| input pipeline |",
@@ -245,6 +271,7 @@ def render(results: Dict[str, Dict], when: str, mach: Dict[str, str],
                    f"sequences/s, {measured['tokens_per_second']:.0f} tokens/s; tokenisation "
                    f"{measured['tokenize_us_per_example']:.1f} us per example")
     if "error" not in ours:
+      lines.append(_matmul_bound(name, row))
       lines.append(f"- {name}: xfer_t5x {ours['achieved_gflops']:.1f} GFLOP/s achieved, "
                    f"{100 * ours['mfu']:.1f}% of the best {ours['matmul_peak_dtype']} matmul "
                    f"measured in the same process ({ours['matmul_peak_gflops_jax']:.1f} GFLOP/s "

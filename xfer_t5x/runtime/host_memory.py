@@ -47,14 +47,16 @@ def runs_on_cpu(env: Dict[str, str]) -> bool:
   return not any(glob.glob(pattern) for pattern in _ACCELERATOR_NODES)
 
 
-def configure(env=None) -> bool:
-  """Applies the reuse setting when the mode (XFER_T5X_HOST_MALLOC) asks for it; True when it
-  was applied. Call it before the first thread starts (new threads then share one arena)."""
-  env = os.environ if env is None else env
+def applies(env: Dict[str, str]) -> bool:
+  """Whether the mode (XFER_T5X_HOST_MALLOC in `env`) asks for the reuse setting."""
   mode = _mode(env)
-  if mode == "system" or (mode == "auto" and not runs_on_cpu(env)):
-    return False
-  return keep_freed_memory()
+  return mode == "reuse" or (mode == "auto" and runs_on_cpu(env))
+
+
+def configure(env=None) -> bool:
+  """Applies the reuse setting when the mode asks for it; True when it was applied. Call it
+  before the first thread starts (new threads then share one arena)."""
+  return applies(os.environ if env is None else env) and keep_freed_memory()
 
 
 def keep_freed_memory() -> bool:
