@@ -10,6 +10,7 @@ is not multiplied by the number of fake devices): a benchmark prints figures, it
   xfer-t5x bench --config tiny --steps 50
   xfer-t5x bench --config small             # mT5-small at 512/128 (vocab 32128)
   xfer-t5x bench --peers --config tiny --config bench --report benchmarks/README.md
+  xfer-t5x bench --config bench --steps 4 --profile /tmp/prof   # a trace, and its parts
   xfer-t5x bench --gin_file models/mt5_small.gin --batch_size 8 --inputs_length 512
 """
 import json
@@ -62,6 +63,9 @@ def add_arguments(parser):
   parser.add_argument("--breakdown", action="store_true",
                       help="also time the step's parts alone (forward loss, forward + backward, "
                       "the Adafactor update) to show where the step's time goes")
+  parser.add_argument("--profile", default=None, metavar="DIR",
+                      help="also trace a few steps with jax.profiler into DIR and print where "
+                      "their time goes, per part of the model (runtime/bench_profile.py)")
   parser.add_argument("--dropout_rate", type=float, default=0.0,
                       help="dropout of the named configs (0.0, as the peers run; "
                       "runs/finetune.gin trains with 0.1)")
@@ -179,6 +183,13 @@ def run(args) -> int:
   peaks["after"] = _peaks(peak)
   med = statistics.median(times)
   parts = breakdown(model, optimizer, partitioner, state, batch, med) if args.breakdown else None
+  traced = None
+  if args.profile:
+    from xfer_t5x.runtime import bench_profile  # pylint: disable=g-import-not-at-top
+    with partitioner.activate():
+      compiled = step.jitted.lower(state, batch).compile()
+      state, lines, traced = bench_profile.profile(compiled, state, batch, args.profile)
+    print("\n".join(lines))
   step_flops = flops.train_step_flops(config, b, li, lt)
   # CPU devices (fake or not) share the host's cores: the host's peak is one device's; on an
   # accelerator every device adds its own.
@@ -208,12 +219,14 @@ def run(args) -> int:
       "step_ms": [x * 1e3 for x in times],
       "other_cpu_cores": window.other_cores,
   }
+  if traced:
+    out["profile"] = traced
   if parts:
     out["breakdown_ms"] = {k: v * 1e3 for k, v in parts.items()}
     print("where the step goes (each part jitted alone): " + ", ".join(
         f"{k} {v * 1e3:.1f} ms ({100 * v / med:.0f}%)" for k, v in parts.items()))
   for k, v in out.items():
-    if k not in ("matmul_peaks", "step_ms", "breakdown_ms"):
+    if k not in ("matmul_peaks", "step_ms", "breakdown_ms", "profile"):
       print(f"{k:28s} {v:.4g}" if isinstance(v, float) else f"{k:28s} {v}")
   if args.json:
     with open(args.json, "w") as f:
