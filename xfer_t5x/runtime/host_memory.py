@@ -11,8 +11,9 @@ block is reused from the heap and a step faults nothing.
 `cli.main`), so that `train`, `bench` and every other command run alike. Set
 XFER_T5X_HOST_MALLOC=system to leave glibc's defaults, =reuse to force the setting on an
 accelerator host too; the default `auto` applies it unless a TPU or GPU is attached or
-JAX_PLATFORMS names another platform. The cost: the process keeps its peak heap until it
-exits (freed memory is reused, not returned to the system).
+JAX_PLATFORMS names another platform. The costs: the process keeps its peak heap until it
+exits (freed memory is reused, not returned to the system), and threads that allocate a lot at
+once wait on the one arena (tf.data's input pipeline delivered about 13% less here).
 """
 import ctypes
 import glob
