@@ -136,9 +136,7 @@ def test_breakdown_parts_add_up_to_the_step():
   state = train_state.init_state(model, opt, part, jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   tgt = rng.integers(2, 128, (4, 8)).astype(np.int32)
-  batch = {"encoder_input_tokens": rng.integers(2, 128, (4, 8)).astype(np.int32),
-           "decoder_target_tokens": tgt,
-           "decoder_input_tokens": np.concatenate([np.zeros((4, 1), np.int32), tgt[:, :-1]], 1)}
+  batch = bench.train_batch(rng.integers(2, 128, (4, 8)).astype(np.int32), tgt)
   parts = bench.breakdown(model, opt, part, state, batch, step_seconds=1.0, repeats=1)
   assert set(parts) == {"forward", "backward", "optimizer", "rest_of_step"}
   assert parts["forward"] > 0 and parts["optimizer"] > 0

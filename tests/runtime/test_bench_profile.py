@@ -2,7 +2,6 @@
 program's op names, overlapping ops are counted once in the busy time, and a real trace of the
 trainer's step is found and attributed. It times nothing it asserts on."""
 import jax
-import numpy as np
 
 from xfer_t5x.model.api import EncoderDecoderModel
 from xfer_t5x.model.config import T5Config
@@ -52,11 +51,9 @@ def test_a_real_trace_of_the_trainers_step_is_attributed(tmp_path):
   optimizer = Adafactor(model.logical_axes())
   state = train_state.init_state(model, optimizer, partitioner, jax.random.PRNGKey(0))
   step = bench.build_step(model, optimizer, partitioner)
-  inputs, targets = bench.random_tokens(model.config.vocab_size, b, li, lt)
-  batch = {"encoder_input_tokens": inputs, "decoder_target_tokens": targets,
-           "decoder_input_tokens": np.concatenate([np.zeros((b, 1), np.int32),
-                                                   targets[:, :-1]], 1)}
-  batch = jax.device_put(batch, partitioner.batch_sharding())
+  batch = jax.device_put(bench.train_batch(*bench.random_tokens(model.config.vocab_size, b,
+                                                                 li, lt)),
+                         partitioner.batch_sharding())
   with partitioner.activate():
     compiled = step.jitted.lower(state, batch).compile()
     state, lines, figures = bench_profile.profile(compiled, state, batch, str(tmp_path), steps=2)

@@ -45,7 +45,7 @@ def dense_matmul(x, kernel):
   lays out the weight gradient of the derived one (`dot_general`'s transpose rule) with a
   transposed copy of the activations' gradient fused into an elementwise loop: as written here,
   both gradients are plain dots over the activations' layout (the MLP's gradient 172 -> 121 ms
-  on 2 cores, benchmarks/README.md). Same values, on any backend."""
+  on 2 cores in one invocation, benchmarks/README.md). Same values, on any backend."""
   return jnp.einsum("...i,io->...o", x, kernel)
 
 

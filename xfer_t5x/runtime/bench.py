@@ -43,6 +43,14 @@ def random_tokens(vocab_size: int, batch: int, inputs_length: int, targets_lengt
   return inputs, targets
 
 
+def train_batch(inputs, targets):
+  """The host batch of a train step: the inputs, the targets, and the targets shifted right
+  as the decoder's inputs."""
+  from xfer_t5x.evaluation.batching import shift_right  # pylint: disable=g-import-not-at-top
+  return {"encoder_input_tokens": inputs, "decoder_target_tokens": targets,
+          "decoder_input_tokens": shift_right(targets)}
+
+
 def describe(name: str) -> str:
   """One line for a named config: its sizes, batch and lengths."""
   f, b, li, lt = NAMED_CONFIGS[name]
@@ -165,10 +173,8 @@ def run(args) -> int:
   optimizer = Adafactor(model.logical_axes())
   state = train_state.init_state(model, optimizer, partitioner, jax.random.PRNGKey(0))
   step = build_step(model, optimizer, partitioner, args.microbatches)
-  inputs, tgt = random_tokens(config.vocab_size, b, li, lt)
-  host = {"encoder_input_tokens": inputs, "decoder_target_tokens": tgt,
-          "decoder_input_tokens": np.concatenate([np.zeros((b, 1), np.int32), tgt[:, :-1]], 1)}
-  batch = jax.device_put(host, partitioner.batch_sharding())
+  batch = jax.device_put(train_batch(*random_tokens(config.vocab_size, b, li, lt)),
+                         partitioner.batch_sharding())
   peaks = {"before": _peaks(peak)}
   times = []
   for _ in range(2):  # warm-up: compile, first donation

@@ -190,11 +190,14 @@ def ratio(ours: Dict, peer: Dict) -> Optional[float]:
   return peer["median_step_ms"] / ours["median_step_ms"]
 
 
+def _duration(ms: float) -> str:
+  return f"{ms / 1e3:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
+
+
 def _ms(r: Dict) -> str:
   if "error" in r:
     return "failed: " + " ".join(r["error"])[:60]
-  v = r["median_step_ms"]
-  return f"{v / 1e3:.2f} s" if v >= 1000 else f"{v:.1f} ms"
+  return _duration(r["median_step_ms"])
 
 
 def _cpu(r: Dict) -> str:
@@ -220,12 +223,12 @@ def _matmul_bound(name: str, row: Dict) -> str:
                               ours.get("matmul_peak_gflops_torch")) if p)
   bound_ms = ours["gflop_per_step"] / best_peak * 1e3
   text = (f"- {name}: the step's {ours['gflop_per_step']:.1f} GFLOP take "
-          f"{_ms({'median_step_ms': bound_ms})} at the best matmul rate measured "
+          f"{_duration(bound_ms)} at the best matmul rate measured "
           f"({best_peak:.1f} GFLOP/s), before any other work")
   peers = [row[p]["median_step_ms"] for p in PEERS if "error" not in row.get(p, {"error": 1})]
   if peers and name in TARGETS:
     asked = min(peers) / TARGETS[name]
-    text += (f"; the {TARGETS[name]}x target asks for {_ms({'median_step_ms': asked})} per step"
+    text += (f"; the {TARGETS[name]}x target asks for {_duration(asked)} per step"
              + (", below that bound" if asked < bound_ms else ""))
   return text
 
